@@ -1,0 +1,26 @@
+//! Compiles the contract without a system `protoc`: `protox` parses the proto files into a descriptor set,
+//! which is written to `OUT_DIR` for server reflection and handed to `tonic-prost-build` for code generation.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const PROTO_ROOT: &str = "proto";
+const PROTOS: &[&str] = &["proto/kgen/session/v1/session.proto"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={PROTO_ROOT}");
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+
+    let fds = protox::compile(PROTOS, [PROTO_ROOT])?;
+    fs::write(
+        out_dir.join("kgen_session_v1_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
+
+    tonic_prost_build::configure()
+        // The response carries access and refresh tokens: its `Debug` is written by hand, redacted.
+        .skip_debug(["kgen.session.v1.CreateSessionResponse"])
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,424 @@
+//! Command line and environment, parsed by clap and validated completely before any port is bound.
+//!
+//! Every flag has an environment fallback. The client secret comes from a file (`--client-secret-file`) or from
+//! the `KGEN_CLIENT_SECRET` environment variable, never from a flag, so it does not show up in `ps`.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+
+/// The upstream KGeN uses when nothing else is configured: KGeN's staging platform.
+pub const DEFAULT_UPSTREAM_URL: &str = "https://stage-platform-protocols.kgen.io";
+/// Environment variable holding the client secret (deliberately not a flag).
+pub const CLIENT_SECRET_ENV: &str = "KGEN_CLIENT_SECRET";
+/// Environment variable holding the standalone sandbox's accepted secret.
+pub const SANDBOX_CLIENT_SECRET_ENV: &str = "KGEN_SANDBOX_CLIENT_SECRET";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kgen-gateway",
+    version,
+    about = "gRPC gateway in front of KGeN's server-to-server session API",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Run something other than the gateway.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The gateway's own settings (used when no subcommand is given).
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run only the fake KGeN upstream (plain HTTP/1.1 and h2c), for other tools and benchmarks.
+    Sandbox(SandboxArgs),
+}
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of the gateway.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "KGEN_GATEWAY_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+    /// Base URL of KGeN's platform API (`/s2s/session/` is appended).
+    #[arg(long, env = "KGEN_UPSTREAM_URL", default_value = DEFAULT_UPSTREAM_URL)]
+    pub upstream_url: String,
+    /// The game's KGeN client id.
+    #[arg(long, env = "KGEN_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// File holding the game's KGeN client secret (or set KGEN_CLIENT_SECRET).
+    #[arg(long, env = "KGEN_CLIENT_SECRET_FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Longest wait for KGeN's answer to one call (the caller's deadline can only shorten it).
+    #[arg(long, env = "KGEN_UPSTREAM_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Longest wait for a TCP + TLS connection to KGeN.
+    #[arg(long, env = "KGEN_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Largest upstream response body read (e.g. `1MiB`, `512KiB`, `65536`).
+    #[arg(long, env = "KGEN_MAX_UPSTREAM_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub max_upstream_body: usize,
+    /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "KGEN_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log format.
+    #[arg(long, env = "KGEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Serve against an embedded fake KGeN upstream (responses are fake; no credentials needed).
+    #[arg(long, env = "KGEN_SANDBOX")]
+    pub sandbox: bool,
+}
+
+/// Flags of `kgen-gateway sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address the fake upstream listens on.
+    #[arg(long, env = "KGEN_SANDBOX_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Client id the fake upstream accepts (secret from KGEN_SANDBOX_CLIENT_SECRET, default `sandbox-secret`).
+    #[arg(long, env = "KGEN_SANDBOX_CLIENT_ID", default_value = crate::sandbox::SANDBOX_CLIENT_ID)]
+    pub client_id: String,
+    /// Log format.
+    #[arg(long, env = "KGEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Validated settings of the gateway. Tests build these directly.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where production binds (tests bind their own listener).
+    pub listen: SocketAddr,
+    /// The upstream call.
+    pub upstream: UpstreamSettings,
+    /// How long in-flight calls may take to finish once shutdown starts.
+    pub shutdown_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Replace the upstream with the embedded sandbox.
+    pub sandbox: bool,
+}
+
+/// How to reach KGeN.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Base URL; `/s2s/session/` is appended.
+    pub url: Url,
+    /// The game's KGeN client id.
+    pub client_id: String,
+    /// The game's KGeN client secret (never printed).
+    pub client_secret: SecretString,
+    /// Longest wait for one upstream answer.
+    pub timeout: Duration,
+    /// Longest wait for a connection.
+    pub connect_timeout: Duration,
+    /// Largest response body read.
+    pub max_body: usize,
+}
+
+impl UpstreamSettings {
+    /// Settings for `url` with the given credentials and the production defaults for everything else.
+    pub fn new(url: Url, client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            url,
+            client_id: client_id.into(),
+            client_secret: SecretString::from(client_secret.into()),
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            max_body: 1024 * 1024,
+        }
+    }
+}
+
+impl Settings {
+    /// Settings with production defaults against `upstream`.
+    pub fn new(upstream: UpstreamSettings) -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            upstream,
+            shutdown_grace: Duration::from_secs(10),
+            log_format: LogFormat::Text,
+            sandbox: false,
+        }
+    }
+}
+
+/// A setting that cannot be used; the process exits with code 2 and this one line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {problem}")]
+pub struct ConfigError {
+    /// The flag / environment variable at fault.
+    pub setting: &'static str,
+    /// What is wrong with it (never its secret value).
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, problem: impl fmt::Display) -> Self {
+        Self {
+            setting,
+            problem: problem.to_string(),
+        }
+    }
+}
+
+impl GatewayArgs {
+    /// Validates the flags into settings, reading the client secret from its file or the environment.
+    /// `secret_env` is the value of `KGEN_CLIENT_SECRET`, passed in so tests need not touch the process env.
+    pub fn into_settings(self, secret_env: Option<String>) -> Result<Settings, ConfigError> {
+        const URL: &str = "--upstream-url / KGEN_UPSTREAM_URL";
+        const ID: &str = "--client-id / KGEN_CLIENT_ID";
+        const SECRET: &str = "--client-secret-file / KGEN_CLIENT_SECRET_FILE / KGEN_CLIENT_SECRET";
+
+        let url = parse_upstream_url(&self.upstream_url).map_err(|p| ConfigError::new(URL, p))?;
+        positive(
+            self.upstream_timeout,
+            "--upstream-timeout / KGEN_UPSTREAM_TIMEOUT",
+        )?;
+        positive(
+            self.connect_timeout,
+            "--connect-timeout / KGEN_CONNECT_TIMEOUT",
+        )?;
+        if self.max_upstream_body < 1024 {
+            return Err(ConfigError::new(
+                "--max-upstream-body / KGEN_MAX_UPSTREAM_BODY",
+                "must be at least 1KiB",
+            ));
+        }
+
+        let (client_id, client_secret) = if self.sandbox {
+            // The embedded sandbox supplies its own upstream and credentials at build time.
+            (String::new(), String::new())
+        } else {
+            let id = self
+                .client_id
+                .ok_or_else(|| ConfigError::new(ID, "missing (required unless --sandbox)"))?;
+            check_header_value(&id).map_err(|p| ConfigError::new(ID, p))?;
+            let secret = match (self.client_secret_file, secret_env) {
+                (Some(path), _) => {
+                    read_secret_file(&path).map_err(|p| ConfigError::new(SECRET, p))?
+                }
+                (None, Some(secret)) => secret.trim().to_owned(),
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        SECRET,
+                        "missing (required unless --sandbox)",
+                    ))
+                }
+            };
+            check_header_value(&secret).map_err(|p| ConfigError::new(SECRET, p))?;
+            (id, secret)
+        };
+
+        let mut upstream = UpstreamSettings::new(url, client_id, client_secret);
+        upstream.timeout = self.upstream_timeout;
+        upstream.connect_timeout = self.connect_timeout;
+        upstream.max_body = self.max_upstream_body;
+        Ok(Settings {
+            listen: self.listen,
+            upstream,
+            shutdown_grace: self.shutdown_grace,
+            log_format: self.log_format,
+            sandbox: self.sandbox,
+        })
+    }
+}
+
+/// Reads the sandbox's accepted secret from its environment variable, or its default.
+pub fn sandbox_secret(env_value: Option<String>) -> SecretString {
+    SecretString::from(
+        env_value.unwrap_or_else(|| crate::sandbox::SANDBOX_CLIENT_SECRET.to_owned()),
+    )
+}
+
+fn positive(value: Duration, setting: &'static str) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::new(setting, "must be greater than zero"));
+    }
+    Ok(())
+}
+
+fn parse_upstream_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme must be https or http, not {:?}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".to_owned());
+    }
+    Ok(url)
+}
+
+fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    let raw = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    Ok(raw.trim().to_owned())
+}
+
+fn check_header_value(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return Err("is empty");
+    }
+    if value.chars().any(|c| c.is_control() || !c.is_ascii()) {
+        return Err("must be printable ASCII");
+    }
+    Ok(())
+}
+
+/// Parses `5s`, `250ms`, `1m 30s` (humantime).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| e.to_string())
+}
+
+/// Parses a byte size: `65536`, `64KiB`, `1MiB`, `1GiB` (also `KB`/`MB`/`GB` as binary multiples).
+pub fn parse_size(raw: &str) -> Result<usize, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a size like 65536, 64KiB or 1MiB"))?;
+    let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{raw:?} is too large"))
+}
+
+/// Exposes a secret for the one place that must send it (an HTTP header).
+pub(crate) fn expose(secret: &SecretString) -> &str {
+    secret.expose_secret()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> GatewayArgs {
+        let mut argv = vec!["kgen-gateway"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv)
+            .expect("valid command line")
+            .gateway
+    }
+
+    #[test]
+    fn sizes_accept_plain_bytes_and_binary_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2 mb"), Ok(2 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("1TiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn missing_client_id_without_sandbox_names_the_setting() {
+        let err = args(&[]).into_settings(Some("s".into())).unwrap_err();
+        assert_eq!(err.setting, "--client-id / KGEN_CLIENT_ID");
+    }
+
+    #[test]
+    fn missing_secret_without_sandbox_names_the_setting() {
+        let err = args(&["--client-id", "game"])
+            .into_settings(None)
+            .unwrap_err();
+        assert!(err.setting.contains("KGEN_CLIENT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn secret_from_env_is_trimmed_and_never_printed() {
+        let settings = args(&["--client-id", "game"])
+            .into_settings(Some("hunter2-secret\n".into()))
+            .unwrap();
+        assert_eq!(
+            settings.upstream.client_secret.expose_secret(),
+            "hunter2-secret"
+        );
+        assert!(!format!("{settings:?}").contains("hunter2-secret"));
+    }
+
+    #[test]
+    fn unreadable_secret_file_is_reported_without_its_path_contents() {
+        let err = args(&[
+            "--client-id",
+            "game",
+            "--client-secret-file",
+            "/nonexistent/secret",
+        ])
+        .into_settings(None)
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot read /nonexistent/secret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn upstream_url_must_be_http_or_https() {
+        let err = args(&["--sandbox", "--upstream-url", "ftp://example.com"])
+            .into_settings(None)
+            .unwrap_err();
+        assert_eq!(err.setting, "--upstream-url / KGEN_UPSTREAM_URL");
+        assert!(args(&["--sandbox", "--upstream-url", "not a url"])
+            .into_settings(None)
+            .is_err());
+    }
+
+    #[test]
+    fn zero_timeouts_are_rejected() {
+        let err = args(&["--sandbox", "--upstream-timeout", "0s"])
+            .into_settings(None)
+            .unwrap_err();
+        assert!(err.setting.starts_with("--upstream-timeout"));
+    }
+
+    #[test]
+    fn sandbox_needs_no_credentials() {
+        let settings = args(&["--sandbox"]).into_settings(None).unwrap();
+        assert!(settings.sandbox);
+        assert_eq!(settings.upstream.timeout, Duration::from_secs(5));
+        assert_eq!(settings.upstream.max_body, 1 << 20);
+        assert_eq!(settings.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn secrets_with_control_characters_are_rejected() {
+        let err = args(&["--client-id", "game"])
+            .into_settings(Some("bad\u{7}secret".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("printable ASCII"));
+        assert!(!err.to_string().contains("bad"));
+    }
+}

@@ -1,0 +1,348 @@
+//! The one place where a failed call becomes a `tonic::Status`.
+//!
+//! Every non-OK status carries a `google.rpc.ErrorInfo` (domain [`DOMAIN`], a stable `reason`, and
+//! `upstream_status` metadata when KGeN answered), plus `RetryInfo` when KGeN said when to retry and `BadRequest`
+//! when the caller's input was at fault. Messages are one line; KGeN's own words are cut to
+//! [`MAX_UPSTREAM_MESSAGE_CHARS`] characters with control characters stripped, and the client secret is scrubbed
+//! from them before they get here.
+
+use std::{collections::HashMap, time::Duration};
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `ErrorInfo.domain` of every error the gateway returns.
+pub const DOMAIN: &str = "kgen-gateway";
+/// Most characters of KGeN's own error message passed on to the caller.
+pub const MAX_UPSTREAM_MESSAGE_CHARS: usize = 256;
+
+/// Why a `CreateSession` call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller's `user_id` cannot be sent upstream.
+    #[error("invalid user_id: {0}")]
+    InvalidUserId(&'static str),
+    /// The caller's own deadline passed (or had already passed on arrival).
+    #[error("the caller's deadline was exceeded")]
+    DeadlineExceeded,
+    /// KGeN did not answer within `--upstream-timeout`.
+    #[error("KGeN did not answer within the upstream timeout of {0:?}")]
+    UpstreamTimeout(Duration),
+    /// No HTTP response: connection refused, DNS failure, reset before or while the response arrived.
+    #[error("KGeN could not be reached: {0}")]
+    Unreachable(String),
+    /// The TLS handshake failed or KGeN's certificate was not trusted.
+    #[error("TLS with KGeN failed: {0}")]
+    Tls(String),
+    /// A 2xx whose body is not a session.
+    #[error("KGeN answered with a body that is not a session: {0}")]
+    BadResponse(String),
+    /// The response body was larger than `--max-upstream-body`.
+    #[error("KGeN's response body exceeded the {limit}-byte limit")]
+    TooLarge {
+        /// The configured cap.
+        limit: usize,
+    },
+    /// KGeN answered with a non-2xx HTTP status.
+    #[error("KGeN answered HTTP {}", .0.code)]
+    Status(UpstreamStatus),
+}
+
+/// A non-2xx answer from KGeN, reduced to what the caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamStatus {
+    /// The HTTP status code.
+    pub code: u16,
+    /// KGeN's own error message, already sanitized with [`sanitize_upstream_message`] (may be empty).
+    pub message: String,
+    /// From `Retry-After`, when KGeN sent a valid one.
+    pub retry_after: Option<Duration>,
+}
+
+/// How bad a failure is for the operator: callers' mistakes are not the operator's problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Severity {
+    Caller,
+    Upstream,
+    Operator,
+}
+
+impl Error {
+    /// The gRPC code, the `ErrorInfo.reason`, and how the failure is logged.
+    fn classify(&self) -> (Code, &'static str, Severity) {
+        use Severity::*;
+        match self {
+            Error::InvalidUserId(_) => (Code::InvalidArgument, "INVALID_USER_ID", Caller),
+            Error::DeadlineExceeded => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED", Caller),
+            Error::UpstreamTimeout(_) => (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT", Upstream),
+            Error::Unreachable(_) => (Code::Unavailable, "UPSTREAM_UNREACHABLE", Upstream),
+            Error::Tls(_) => (Code::Unavailable, "UPSTREAM_TLS_ERROR", Operator),
+            Error::BadResponse(_) => (Code::Internal, "UPSTREAM_BAD_RESPONSE", Upstream),
+            Error::TooLarge { .. } => (Code::Internal, "UPSTREAM_RESPONSE_TOO_LARGE", Upstream),
+            Error::Status(status) => match status.code {
+                400 | 422 => (Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST", Caller),
+                401 | 403 => (Code::Internal, "UPSTREAM_CREDENTIALS_REJECTED", Operator),
+                404 => (Code::NotFound, "UPSTREAM_NOT_FOUND", Caller),
+                408 => (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT", Upstream),
+                409 => (Code::Aborted, "UPSTREAM_CONFLICT", Upstream),
+                429 => (Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED", Upstream),
+                400..=499 => (
+                    Code::FailedPrecondition,
+                    "UPSTREAM_REJECTED_REQUEST",
+                    Caller,
+                ),
+                500 => (Code::Internal, "UPSTREAM_INTERNAL_ERROR", Upstream),
+                501 => (Code::Unimplemented, "UPSTREAM_UNIMPLEMENTED", Upstream),
+                502..=599 => (Code::Unavailable, "UPSTREAM_UNAVAILABLE", Upstream),
+                _ => (Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS", Upstream),
+            },
+        }
+    }
+
+    /// The stable `ErrorInfo.reason` callers switch on.
+    pub fn reason(&self) -> &'static str {
+        self.classify().1
+    }
+
+    /// The one-line message the caller sees.
+    fn caller_message(&self) -> String {
+        match self {
+            Error::Status(UpstreamStatus { code, message, .. }) if !message.is_empty() => {
+                format!("KGeN answered HTTP {code}: {message}")
+            }
+            Error::Status(UpstreamStatus {
+                code: 401 | 403, ..
+            }) => "KGeN rejected the gateway's configured client credentials".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let (code, reason, severity) = error.classify();
+        match severity {
+            Severity::Caller => tracing::debug!(reason, error = %error, "call failed"),
+            Severity::Upstream => tracing::warn!(reason, error = %error, "call failed"),
+            Severity::Operator => {
+                tracing::error!(reason, error = %error, "call failed; check the gateway's configuration")
+            }
+        }
+
+        let mut metadata = HashMap::new();
+        let mut details = ErrorDetails::new();
+        match &error {
+            Error::InvalidUserId(description) => {
+                details.add_bad_request_violation("user_id", *description);
+            }
+            Error::Status(status) => {
+                metadata.insert("upstream_status".to_owned(), status.code.to_string());
+                if let Some(delay) = status.retry_after {
+                    details.set_retry_info(Some(delay));
+                }
+            }
+            _ => {}
+        }
+        details.set_error_info(reason, DOMAIN, metadata);
+        Status::with_error_details(code, error.caller_message(), details)
+    }
+}
+
+/// Makes KGeN's own error text safe to hand to a caller: the secret scrubbed, control characters removed
+/// (line breaks become spaces), white space collapsed, and at most [`MAX_UPSTREAM_MESSAGE_CHARS`] characters kept.
+pub fn sanitize_upstream_message(raw: &str, secret: &str) -> String {
+    let scrubbed;
+    let text = if !secret.is_empty() && raw.contains(secret) {
+        scrubbed = raw.replace(secret, "[redacted]");
+        scrubbed.as_str()
+    } else {
+        raw
+    };
+    let mut out = String::with_capacity(text.len().min(MAX_UPSTREAM_MESSAGE_CHARS));
+    let mut chars = 0;
+    let mut pending_space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if c.is_control() {
+            continue;
+        }
+        let needed = if pending_space { 2 } else { 1 };
+        if chars + needed > MAX_UPSTREAM_MESSAGE_CHARS {
+            break;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        out.push(c);
+        chars += needed;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> Error {
+        Error::Status(UpstreamStatus {
+            code,
+            message: String::new(),
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn every_upstream_status_maps_to_its_row() {
+        let rows = [
+            (400, Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST"),
+            (422, Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST"),
+            (401, Code::Internal, "UPSTREAM_CREDENTIALS_REJECTED"),
+            (403, Code::Internal, "UPSTREAM_CREDENTIALS_REJECTED"),
+            (404, Code::NotFound, "UPSTREAM_NOT_FOUND"),
+            (408, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+            (409, Code::Aborted, "UPSTREAM_CONFLICT"),
+            (429, Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
+            (418, Code::FailedPrecondition, "UPSTREAM_REJECTED_REQUEST"),
+            (451, Code::FailedPrecondition, "UPSTREAM_REJECTED_REQUEST"),
+            (500, Code::Internal, "UPSTREAM_INTERNAL_ERROR"),
+            (501, Code::Unimplemented, "UPSTREAM_UNIMPLEMENTED"),
+            (502, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+            (503, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+            (504, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+            (599, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+            (101, Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS"),
+            (302, Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS"),
+        ];
+        for (http, code, reason) in rows {
+            let status = Status::from(status(http));
+            assert_eq!(status.code(), code, "HTTP {http}");
+            let info = status
+                .get_error_details()
+                .error_info()
+                .cloned()
+                .expect("ErrorInfo");
+            assert_eq!(info.reason, reason, "HTTP {http}");
+            assert_eq!(info.domain, DOMAIN);
+            assert_eq!(
+                info.metadata.get("upstream_status"),
+                Some(&http.to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn transport_failures_map_to_their_rows_without_upstream_status() {
+        let rows = [
+            (
+                Error::DeadlineExceeded,
+                Code::DeadlineExceeded,
+                "DEADLINE_EXCEEDED",
+            ),
+            (
+                Error::UpstreamTimeout(Duration::from_secs(5)),
+                Code::DeadlineExceeded,
+                "UPSTREAM_TIMEOUT",
+            ),
+            (
+                Error::Unreachable("refused".into()),
+                Code::Unavailable,
+                "UPSTREAM_UNREACHABLE",
+            ),
+            (
+                Error::Tls("bad cert".into()),
+                Code::Unavailable,
+                "UPSTREAM_TLS_ERROR",
+            ),
+            (
+                Error::BadResponse("not JSON".into()),
+                Code::Internal,
+                "UPSTREAM_BAD_RESPONSE",
+            ),
+            (
+                Error::TooLarge { limit: 1024 },
+                Code::Internal,
+                "UPSTREAM_RESPONSE_TOO_LARGE",
+            ),
+            (
+                Error::InvalidUserId("empty"),
+                Code::InvalidArgument,
+                "INVALID_USER_ID",
+            ),
+        ];
+        for (error, code, reason) in rows {
+            let status = Status::from(error);
+            assert_eq!(status.code(), code);
+            let info = status
+                .get_error_details()
+                .error_info()
+                .cloned()
+                .expect("ErrorInfo");
+            assert_eq!(info.reason, reason);
+            assert!(!info.metadata.contains_key("upstream_status"));
+        }
+    }
+
+    #[test]
+    fn retry_info_is_sent_exactly_when_kgen_said_when_to_retry() {
+        let with = Status::from(Error::Status(UpstreamStatus {
+            code: 429,
+            message: "slow down".into(),
+            retry_after: Some(Duration::from_secs(7)),
+        }));
+        let retry = with
+            .get_error_details()
+            .retry_info()
+            .cloned()
+            .expect("RetryInfo");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(7)));
+        assert_eq!(with.message(), "KGeN answered HTTP 429: slow down");
+
+        assert!(Status::from(status(429))
+            .get_error_details()
+            .retry_info()
+            .is_none());
+        let unavailable = Status::from(Error::Status(UpstreamStatus {
+            code: 503,
+            message: String::new(),
+            retry_after: Some(Duration::from_secs(2)),
+        }));
+        assert_eq!(unavailable.code(), Code::Unavailable);
+        let retry = unavailable
+            .get_error_details()
+            .retry_info()
+            .cloned()
+            .expect("RetryInfo");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn invalid_user_id_names_the_field_in_bad_request() {
+        let status = Status::from(Error::InvalidUserId("must not be empty"));
+        let bad = status
+            .get_error_details()
+            .bad_request()
+            .cloned()
+            .expect("BadRequest");
+        assert_eq!(bad.field_violations.len(), 1);
+        assert_eq!(bad.field_violations[0].field, "user_id");
+        assert_eq!(bad.field_violations[0].description, "must not be empty");
+    }
+
+    #[test]
+    fn upstream_messages_are_one_short_line_without_the_secret() {
+        let raw = format!(
+            "bad\r\n  secret s3cr3t\u{0}\u{1b}[31m! {}",
+            "x".repeat(1000)
+        );
+        let clean = sanitize_upstream_message(&raw, "s3cr3t");
+        assert!(clean.starts_with("bad secret [redacted]"), "{clean}");
+        assert!(!clean.contains("s3cr3t"));
+        assert!(!clean.chars().any(char::is_control));
+        assert_eq!(clean.chars().count(), MAX_UPSTREAM_MESSAGE_CHARS);
+        assert_eq!(sanitize_upstream_message("  fine  ", ""), "fine");
+    }
+}

@@ -1,0 +1,29 @@
+//! kgen-gateway: a gRPC front for KGeN's server-to-server session API.
+//!
+//! Game backends call `kgen.session.v1.SessionService/CreateSession` with generated stubs; the gateway holds the
+//! game's KGeN client credentials, makes the HTTPS call upstream (`POST /s2s/session/`), mirrors the session back as
+//! protobuf and turns every upstream failure into a gRPC status the caller can act on.
+//!
+//! # Layout
+//! - [`config`]: command line and environment (clap), validated into [`config::Settings`] before any port is bound;
+//!   secrets are wrapped so they cannot be printed.
+//! - [`telemetry`]: the tracing subscriber (`text` or `json`, filtered by `RUST_LOG`).
+//! - [`startup`]: [`startup::Application::build`] wires the services; [`startup::Application::run`] serves a
+//!   listener the caller bound until the caller's shutdown future resolves, then drains within the grace period.
+//! - [`service`]: the `SessionService` implementation: validate, budget the deadline, call upstream, map.
+//! - [`deadline`]: reads the caller's `grpc-timeout`.
+//! - [`upstream`]: the one KGeN HTTP client and its lenient wire model.
+//! - [`error`]: the one place where failures become `tonic::Status` (with `ErrorInfo`, `RetryInfo`, `BadRequest`).
+//! - [`proto`]: the generated contract and the descriptor set served by reflection.
+//! - [`sandbox`]: an embedded fake KGeN upstream for offline use, tests and benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod deadline;
+pub mod error;
+pub mod proto;
+pub mod sandbox;
+pub mod service;
+pub mod startup;
+pub mod telemetry;
+pub mod upstream;

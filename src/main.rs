@@ -1,0 +1,76 @@
+//! The `kgen-gateway` binary: parse configuration, start telemetry, build, run. Everything else is in the library.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kgen_gateway::{
+    config::{self, Cli, Command, GatewayArgs, SandboxArgs},
+    sandbox::{self, SandboxConfig},
+    startup::{self, Application},
+    telemetry,
+};
+use tokio::net::TcpListener;
+
+/// Exit code for unusable settings (as clap uses for usage errors).
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for failures after the settings were accepted (a port in use, say).
+const EXIT_RUNTIME: u8 = 1;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Sandbox(args)) => run_sandbox(args).await,
+        None => run_gateway(cli.gateway).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            tracing::error!("{message}");
+            eprintln!("kgen-gateway: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run_gateway(args: GatewayArgs) -> Result<(), (u8, String)> {
+    let secret = std::env::var(config::CLIENT_SECRET_ENV).ok();
+    let settings = args
+        .into_settings(secret)
+        .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    telemetry::init(settings.log_format);
+    let listen = settings.listen;
+    let app = Application::build(settings)
+        .await
+        .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| (EXIT_RUNTIME, format!("cannot listen on {listen}: {e}")))?;
+    app.run(listener, startup::shutdown_signal())
+        .await
+        .map_err(|e| (EXIT_RUNTIME, e.to_string()))
+}
+
+async fn run_sandbox(args: SandboxArgs) -> Result<(), (u8, String)> {
+    telemetry::init(args.log_format);
+    let config = SandboxConfig {
+        client_id: args.client_id,
+        client_secret: config::sandbox_secret(
+            std::env::var(config::SANDBOX_CLIENT_SECRET_ENV).ok(),
+        ),
+    };
+    let listener = TcpListener::bind(args.listen).await.map_err(|e| {
+        (
+            EXIT_RUNTIME,
+            format!("cannot listen on {}: {e}", args.listen),
+        )
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+    tracing::warn!(%addr, client_id = %config.client_id, "fake KGeN upstream (sandbox) listening; every session is FAKE");
+    sandbox::serve(listener, config, startup::shutdown_signal())
+        .await
+        .map_err(|e| (EXIT_RUNTIME, format!("sandbox: {e}")))
+}

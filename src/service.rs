@@ -1,0 +1,142 @@
+//! `kgen.session.v1.SessionService`: validate the request, give the upstream call the caller's remaining time,
+//! and map the session. Failures are [`Error`]s; `?` turns them into statuses in [`crate::error`].
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::{
+    deadline,
+    error::Error,
+    proto::{session_service_server::SessionService, CreateSessionRequest, CreateSessionResponse},
+    upstream::UpstreamClient,
+};
+
+/// Longest accepted `user_id`, in bytes of UTF-8.
+pub const MAX_USER_ID_BYTES: usize = 256;
+
+/// The session service: one shared upstream client and the per-call timeout.
+#[derive(Debug, Clone)]
+pub struct SessionGateway {
+    upstream: Arc<UpstreamClient>,
+    upstream_timeout: Duration,
+}
+
+impl SessionGateway {
+    /// A gateway calling `upstream`, waiting at most `upstream_timeout` for any one answer.
+    pub fn new(upstream: Arc<UpstreamClient>, upstream_timeout: Duration) -> Self {
+        Self {
+            upstream,
+            upstream_timeout,
+        }
+    }
+
+    /// Creates the session of `user_id` for a caller that stops waiting at `deadline`.
+    pub async fn create(
+        &self,
+        user_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<CreateSessionResponse, Error> {
+        validate_user_id(user_id)?;
+        let (budget, caller_bound) = match deadline {
+            Some(deadline) => {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return Err(Error::DeadlineExceeded);
+                }
+                (
+                    remaining.min(self.upstream_timeout),
+                    remaining <= self.upstream_timeout,
+                )
+            }
+            None => (self.upstream_timeout, false),
+        };
+        // On timeout (or when the caller cancels and tonic drops this future) the HTTP request is dropped too.
+        let session = tokio::time::timeout(budget, self.upstream.create_session(user_id))
+            .await
+            .map_err(|_| {
+                if caller_bound {
+                    Error::DeadlineExceeded
+                } else {
+                    Error::UpstreamTimeout(self.upstream_timeout)
+                }
+            })??;
+        Ok(session.into())
+    }
+}
+
+#[tonic::async_trait]
+impl SessionService for SessionGateway {
+    async fn create_session(
+        &self,
+        request: Request<CreateSessionRequest>,
+    ) -> Result<Response<CreateSessionResponse>, Status> {
+        let started = Instant::now();
+        let deadline = deadline::from_metadata(request.metadata(), started);
+        let user_id = request.into_inner().user_id;
+        let span = tracing::debug_span!("create_session", user_id = tracing::field::Empty);
+        if validate_user_id(&user_id).is_ok() {
+            span.record("user_id", user_id.as_str());
+        }
+        let session = self
+            .create(&user_id, deadline)
+            .instrument(span.clone())
+            .await?;
+        span.in_scope(|| tracing::debug!(elapsed = ?started.elapsed(), "session created"));
+        Ok(Response::new(session))
+    }
+}
+
+/// Checks `user_id` before anything is sent upstream.
+pub fn validate_user_id(user_id: &str) -> Result<(), Error> {
+    if user_id.trim().is_empty() {
+        return Err(Error::InvalidUserId(
+            "must not be empty or only white space",
+        ));
+    }
+    if user_id.len() > MAX_USER_ID_BYTES {
+        return Err(Error::InvalidUserId("must be at most 256 bytes of UTF-8"));
+    }
+    if user_id.chars().any(char::is_control) {
+        return Err(Error::InvalidUserId("must not contain control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_validated_before_any_upstream_call() {
+        for ok in [
+            "FTC_User1",
+            "ü",
+            " padded ",
+            "a#b",
+            &"x".repeat(256),
+            &"é".repeat(128),
+        ] {
+            assert!(validate_user_id(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "   ",
+            "\t\n",
+            "a\u{0}b",
+            "line\nbreak",
+            "esc\u{1b}",
+            "del\u{7f}",
+            "c1\u{85}",
+            &"x".repeat(257),
+            &"é".repeat(129),
+        ] {
+            assert!(
+                matches!(validate_user_id(bad), Err(Error::InvalidUserId(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Wiring: [`Application::build`] makes everything that can fail at start-up fail there; [`Application::run`]
+//! serves a listener the caller bound, until the caller's shutdown future resolves.
+//!
+//! Shutdown: health flips to NOT_SERVING, the server stops accepting connections and sends HTTP/2 GOAWAY so no
+//! new calls start, in-flight calls get up to the grace period to finish, and `run` returns.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::oneshot};
+use tonic::transport::{server::TcpIncoming, Server};
+use tonic_health::{server::HealthReporter, ServingStatus};
+
+use crate::{
+    config::{expose, Settings},
+    proto::{self, session_service_server::SessionServiceServer},
+    sandbox::{self, SandboxConfig, SandboxHandle},
+    service::SessionGateway,
+    upstream::{BuildError, UpstreamClient},
+};
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The upstream client could not be built.
+    #[error("upstream client: {0}")]
+    Upstream(#[from] BuildError),
+    /// The embedded sandbox could not start.
+    #[error("embedded sandbox: {0}")]
+    Sandbox(std::io::Error),
+    /// Server reflection could not load the descriptor sets.
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The listener is unusable.
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+/// A gateway ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    gateway: SessionGateway,
+    shutdown_grace: Duration,
+    sandbox: Option<SandboxHandle>,
+}
+
+impl Application {
+    /// Builds the upstream client (and, with `settings.sandbox`, starts the embedded fake KGeN on an ephemeral
+    /// loopback port and points the gateway at it).
+    pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
+        let sandbox = if settings.sandbox {
+            let config = SandboxConfig::default();
+            let handle = sandbox::spawn(config.clone())
+                .await
+                .map_err(StartupError::Sandbox)?;
+            tracing::warn!(
+                upstream = %handle.url(),
+                "SANDBOX MODE: calls go to an embedded fake KGeN upstream; every session is FAKE"
+            );
+            settings.upstream.url = handle.url();
+            settings.upstream.client_id = config.client_id;
+            settings.upstream.client_secret = expose(&config.client_secret).to_owned().into();
+            Some(handle)
+        } else {
+            None
+        };
+        let upstream = Arc::new(UpstreamClient::new(&settings.upstream)?);
+        tracing::info!(upstream = %upstream.endpoint(), "upstream configured");
+        Ok(Self {
+            gateway: SessionGateway::new(upstream, settings.upstream.timeout),
+            shutdown_grace: settings.shutdown_grace,
+            sandbox,
+        })
+    }
+
+    /// The embedded sandbox's address, when running with `--sandbox`.
+    pub fn sandbox_addr(&self) -> Option<SocketAddr> {
+        self.sandbox.as_ref().map(SandboxHandle::addr)
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` resolves, then drains for at most the grace period.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), StartupError> {
+        let addr = listener.local_addr().map_err(StartupError::Listener)?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_serving(&health, ServingStatus::Serving).await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .add_service(SessionServiceServer::new(self.gateway))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async {
+                    let _ = stopped.await;
+                },
+            );
+        tokio::pin!(server);
+        tracing::info!(%addr, "kgen-gateway serving gRPC");
+
+        tokio::select! {
+            result = &mut server => return Ok(result?),
+            () = shutdown => {}
+        }
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down: NOT_SERVING, draining in-flight calls");
+        set_serving(&health, ServingStatus::NotServing).await;
+        let _ = stop.send(());
+        match tokio::time::timeout(self.shutdown_grace, &mut server).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!("grace period over: calls still in flight were cut off"),
+        }
+        if let Some(sandbox) = self.sandbox {
+            sandbox.stop();
+        }
+        tracing::info!("kgen-gateway stopped");
+        Ok(())
+    }
+}
+
+async fn set_serving(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(proto::SESSION_SERVICE_NAME, status)
+        .await;
+}
+
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+                return;
+            }
+            _ => tracing::warn!("cannot install SIGTERM/SIGINT handlers; falling back to Ctrl-C"),
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No way to be told to stop: serve until killed.
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,359 @@
+//! The one KGeN HTTP client: `POST {upstream_url}/s2s/session/` with the game's credentials.
+//!
+//! Built once at start-up (rustls, pooled keep-alive connections, HTTP/2 via ALPN where KGeN offers it, no
+//! redirects so the secret header never follows one). Bodies are read chunk by chunk against a cap, so an
+//! oversized answer is refused without being buffered whole.
+
+mod model;
+
+use std::{
+    error::Error as StdError,
+    fmt,
+    time::{Duration, SystemTime},
+};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::{
+    header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER},
+    Response, StatusCode, Url,
+};
+use secrecy::SecretString;
+use serde::Serialize;
+
+pub use model::{parse_go_time, DecodeError, Session};
+
+use crate::{
+    config::{expose, UpstreamSettings},
+    error::{sanitize_upstream_message, Error, UpstreamStatus},
+};
+
+/// `User-Agent` sent upstream.
+pub const USER_AGENT: &str = concat!("kgen-gateway/", env!("CARGO_PKG_VERSION"));
+/// Path of KGeN's session endpoint, appended to the configured base URL.
+pub const SESSION_PATH: &str = "s2s/session/";
+/// How much of an error (non-2xx) body is read to find KGeN's message.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+/// Longest `Retry-After` honoured (a day); anything beyond is treated as this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// The KGeN session endpoint and the credentials to call it with.
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    headers: HeaderMap,
+    secret: SecretString,
+    max_body: usize,
+}
+
+/// The client could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The credentials cannot be sent as HTTP header values.
+    #[error("{0} is not a valid HTTP header value")]
+    Header(&'static str),
+    /// The endpoint URL cannot be formed from the base URL.
+    #[error("cannot form the session URL from {0}")]
+    Url(String),
+    /// reqwest refused its configuration (e.g. no TLS backend).
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+#[derive(Serialize)]
+struct CreateSessionBody<'a> {
+    user_id: &'a str,
+}
+
+impl UpstreamClient {
+    /// Builds the pooled client; call once and share it.
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, BuildError> {
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(settings.url.scheme() == "https")
+            .user_agent(USER_AGENT)
+            .connect_timeout(settings.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_keepalive(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let endpoint = session_endpoint(&settings.url)?;
+
+        let mut headers = HeaderMap::with_capacity(4);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            "x-client-id",
+            HeaderValue::from_str(&settings.client_id)
+                .map_err(|_| BuildError::Header("client id"))?,
+        );
+        let mut secret = HeaderValue::from_str(expose(&settings.client_secret))
+            .map_err(|_| BuildError::Header("client secret"))?;
+        secret.set_sensitive(true);
+        headers.insert("x-client-secret", secret);
+
+        Ok(Self {
+            http,
+            endpoint,
+            headers,
+            secret: settings.client_secret.clone(),
+            max_body: settings.max_body,
+        })
+    }
+
+    /// The URL sessions are created at.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// Creates (or retrieves) the session of `user_id`. Dropping the future aborts the HTTP request.
+    pub async fn create_session(&self, user_id: &str) -> Result<Session, Error> {
+        let body = serde_json::to_vec(&CreateSessionBody { user_id })
+            .map_err(|e| Error::BadResponse(format!("cannot encode the request: {e}")))?;
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+
+        let status = response.status();
+        if status.is_success() {
+            let body = read_capped(response, self.max_body).await?;
+            return Session::decode(&body).map_err(|e| Error::BadResponse(e.to_string()));
+        }
+        Err(Error::Status(self.upstream_status(status, response).await))
+    }
+
+    /// Reduces a non-2xx answer to its status, `Retry-After` and sanitized message.
+    async fn upstream_status(&self, status: StatusCode, response: Response) -> UpstreamStatus {
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let body = read_prefix(response, MAX_ERROR_BODY).await;
+        UpstreamStatus {
+            code: status.as_u16(),
+            message: sanitize_upstream_message(&error_message(&body), expose(&self.secret)),
+            retry_after,
+        }
+    }
+}
+
+impl fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+fn session_endpoint(base: &Url) -> Result<Url, BuildError> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base.join(SESSION_PATH)
+        .map_err(|_| BuildError::Url(base.to_string()))
+}
+
+/// Reads the whole body, refusing (without buffering it) one larger than `cap`.
+async fn read_capped(mut response: Response, cap: usize) -> Result<Bytes, Error> {
+    let too_large = Error::TooLarge { limit: cap };
+    let declared = response.content_length();
+    if declared.is_some_and(|len| len > cap as u64) {
+        return Err(too_large);
+    }
+    let Some(first) = response.chunk().await.map_err(body_error)? else {
+        return Ok(Bytes::new());
+    };
+    if first.len() > cap {
+        return Err(too_large);
+    }
+    // Most bodies arrive in one chunk: hand it over without copying.
+    let Some(mut next) = response.chunk().await.map_err(body_error)? else {
+        return Ok(first);
+    };
+    let hint = declared.map_or(2 * first.len(), |len| len as usize);
+    let mut buf = BytesMut::with_capacity(hint.min(cap));
+    buf.extend_from_slice(&first);
+    loop {
+        if buf.len() + next.len() > cap {
+            return Err(too_large);
+        }
+        buf.extend_from_slice(&next);
+        match response.chunk().await.map_err(body_error)? {
+            Some(chunk) => next = chunk,
+            None => break,
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads at most `cap` bytes of an error body; whatever fails just ends the read.
+async fn read_prefix(mut response: Response, cap: usize) -> Vec<u8> {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = cap - buf.len();
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= cap {
+            break;
+        }
+    }
+    buf
+}
+
+/// KGeN's own words from an error body: a `message`-like field of a JSON object, or the text itself.
+fn error_message(body: &[u8]) -> String {
+    const KEYS: [&str; 6] = [
+        "message",
+        "error",
+        "error_description",
+        "detail",
+        "msg",
+        "description",
+    ];
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(body) {
+        for key in KEYS {
+            match object.get(key) {
+                Some(serde_json::Value::String(text)) => return text.clone(),
+                Some(serde_json::Value::Object(inner)) => {
+                    if let Some(serde_json::Value::String(text)) = inner.get("message") {
+                        return text.clone();
+                    }
+                }
+                _ => {}
+            }
+        }
+        return String::new();
+    }
+    String::from_utf8_lossy(body).into_owned()
+}
+
+/// `Retry-After` as delay-seconds or an HTTP-date, relative to `now`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let delay = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+/// A failed request (no response): TLS failures are told apart from the rest.
+fn transport_error(error: reqwest::Error) -> Error {
+    if is_tls_failure(&error) {
+        Error::Tls(root_cause(&error))
+    } else {
+        Error::Unreachable(root_cause(&error))
+    }
+}
+
+/// A response whose body could not be read to its end.
+fn body_error(error: reqwest::Error) -> Error {
+    Error::Unreachable(format!(
+        "connection lost while reading the response: {}",
+        root_cause(&error)
+    ))
+}
+
+fn causes<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |&e| e.source())
+}
+
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    causes(error).any(|cause| {
+        cause.is::<rustls::Error>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+    })
+}
+
+/// The innermost cause's text: "Connection refused (os error 111)", "invalid peer certificate: UnknownIssuer".
+fn root_cause(error: &reqwest::Error) -> String {
+    causes(error)
+        .last()
+        .map_or_else(|| error.to_string(), |cause| cause.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_path_is_appended_to_any_base() {
+        for (base, expected) in [
+            ("https://kgen.example", "https://kgen.example/s2s/session/"),
+            ("https://kgen.example/", "https://kgen.example/s2s/session/"),
+            (
+                "http://127.0.0.1:8080/api",
+                "http://127.0.0.1:8080/api/s2s/session/",
+            ),
+            (
+                "http://127.0.0.1:8080/api/",
+                "http://127.0.0.1:8080/api/s2s/session/",
+            ),
+        ] {
+            let url = session_endpoint(&Url::parse(base).unwrap()).unwrap();
+            assert_eq!(url.as_str(), expected);
+        }
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+    }
+
+    #[test]
+    fn error_message_comes_from_json_fields_or_text() {
+        assert_eq!(error_message(br#"{"message":"bad user"}"#), "bad user");
+        assert_eq!(
+            error_message(br#"{"error":{"message":"nested"}}"#),
+            "nested"
+        );
+        assert_eq!(error_message(br#"{"detail":"d","message":1}"#), "d");
+        assert_eq!(error_message(br#"{"code":7}"#), "");
+        assert_eq!(error_message(b"Service Unavailable"), "Service Unavailable");
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let settings = UpstreamSettings::new(
+            Url::parse("http://127.0.0.1:1").unwrap(),
+            "id",
+            "s3cr3t-value",
+        );
+        let client = UpstreamClient::new(&settings).unwrap();
+        assert!(!format!("{client:?}").contains("s3cr3t-value"));
+    }
+}
