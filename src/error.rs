@@ -43,6 +43,9 @@ pub enum Error {
         /// The configured cap.
         limit: usize,
     },
+    /// The gateway is shutting down and its grace period ended before this call finished.
+    #[error("the gateway is shutting down; retry on another instance")]
+    ShuttingDown,
     /// KGeN answered with a non-2xx HTTP status.
     #[error("KGeN answered HTTP {}", .0.code)]
     Status(UpstreamStatus),
@@ -77,6 +80,7 @@ impl Error {
             Error::UpstreamTimeout(_) => (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT", Upstream),
             Error::Unreachable(_) => (Code::Unavailable, "UPSTREAM_UNREACHABLE", Upstream),
             Error::Tls(_) => (Code::Unavailable, "UPSTREAM_TLS_ERROR", Operator),
+            Error::ShuttingDown => (Code::Unavailable, "GATEWAY_SHUTTING_DOWN", Upstream),
             Error::BadResponse(_) => (Code::Internal, "UPSTREAM_BAD_RESPONSE", Upstream),
             Error::TooLarge { .. } => (Code::Internal, "UPSTREAM_RESPONSE_TOO_LARGE", Upstream),
             Error::Status(status) => match status.code {

@@ -4,6 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -17,19 +18,27 @@ use crate::{
 /// Longest accepted `user_id`, in bytes of UTF-8.
 pub const MAX_USER_ID_BYTES: usize = 256;
 
-/// The session service: one shared upstream client and the per-call timeout.
+/// The session service: one shared upstream client, the per-call timeout, and the token that cuts off calls
+/// still running when the shutdown grace period ends.
 #[derive(Debug, Clone)]
 pub struct SessionGateway {
     upstream: Arc<UpstreamClient>,
     upstream_timeout: Duration,
+    cut_off: CancellationToken,
 }
 
 impl SessionGateway {
-    /// A gateway calling `upstream`, waiting at most `upstream_timeout` for any one answer.
-    pub fn new(upstream: Arc<UpstreamClient>, upstream_timeout: Duration) -> Self {
+    /// A gateway calling `upstream`, waiting at most `upstream_timeout` for any one answer; cancelling `cut_off`
+    /// ends every call in flight with `UNAVAILABLE`.
+    pub fn new(
+        upstream: Arc<UpstreamClient>,
+        upstream_timeout: Duration,
+        cut_off: CancellationToken,
+    ) -> Self {
         Self {
             upstream,
             upstream_timeout,
+            cut_off,
         }
     }
 
@@ -53,16 +62,19 @@ impl SessionGateway {
             }
             None => (self.upstream_timeout, false),
         };
-        // On timeout (or when the caller cancels and tonic drops this future) the HTTP request is dropped too.
-        let session = tokio::time::timeout(budget, self.upstream.create_session(user_id))
-            .await
-            .map_err(|_| {
+        // On timeout, cut-off, or when the caller cancels (tonic drops this future) the HTTP request is dropped.
+        let call = tokio::time::timeout(budget, self.upstream.create_session(user_id));
+        let session = tokio::select! {
+            biased;
+            () = self.cut_off.cancelled() => return Err(Error::ShuttingDown),
+            answer = call => answer.map_err(|_| {
                 if caller_bound {
                     Error::DeadlineExceeded
                 } else {
                     Error::UpstreamTimeout(self.upstream_timeout)
                 }
-            })??;
+            })??,
+        };
         Ok(session.into())
     }
 }

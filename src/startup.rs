@@ -6,8 +6,14 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::{net::TcpListener, sync::oneshot};
-use tonic::transport::{server::TcpIncoming, Server};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::{
@@ -17,6 +23,11 @@ use crate::{
     service::SessionGateway,
     upstream::{BuildError, UpstreamClient},
 };
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long cut-off calls get to flush their `UNAVAILABLE` answers once the grace period is over.
+const CUT_OFF_FLUSH: Duration = Duration::from_secs(1);
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +44,13 @@ pub enum StartupError {
     /// The listener is unusable.
     #[error("listener: {0}")]
     Listener(std::io::Error),
-    /// The gRPC server failed.
-    #[error("gRPC server: {0}")]
-    Server(#[from] tonic::transport::Error),
 }
 
 /// A gateway ready to serve.
 #[derive(Debug)]
 pub struct Application {
     gateway: SessionGateway,
+    cut_off: CancellationToken,
     shutdown_grace: Duration,
     sandbox: Option<SandboxHandle>,
 }
@@ -68,8 +77,10 @@ impl Application {
         };
         let upstream = Arc::new(UpstreamClient::new(&settings.upstream)?);
         tracing::info!(upstream = %upstream.endpoint(), "upstream configured");
+        let cut_off = CancellationToken::new();
         Ok(Self {
-            gateway: SessionGateway::new(upstream, settings.upstream.timeout),
+            gateway: SessionGateway::new(upstream, settings.upstream.timeout, cut_off.clone()),
+            cut_off,
             shutdown_grace: settings.shutdown_grace,
             sandbox,
         })
@@ -81,6 +92,9 @@ impl Application {
     }
 
     /// Serves gRPC on `listener` until `shutdown` resolves, then drains for at most the grace period.
+    ///
+    /// The HTTP/2 server is hyper's, driven here rather than through `tonic::transport::Server`: tonic's server
+    /// enforces `grpc-timeout` itself and answers `CANCELLED` before the gateway can answer `DEADLINE_EXCEEDED`.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -94,33 +108,59 @@ impl Application {
                 .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
-
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = Server::builder()
-            .add_service(health_service)
+        let routes = Routes::new(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(SessionServiceServer::new(self.gateway))
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async {
-                    let _ = stopped.await;
-                },
-            );
-        tokio::pin!(server);
+            .prepare();
+
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http2().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        let mut connections = JoinSet::new();
         tracing::info!(%addr, "kgen-gateway serving gRPC");
 
-        tokio::select! {
-            result = &mut server => return Ok(result?),
-            () = shutdown => {}
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let service = TowerToHyperService::new(routes.clone());
+                        let connection = http.serve_connection(TokioIo::new(stream), service).into_owned();
+                        let connection = graceful.watch(connection);
+                        connections.spawn(async move {
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%error, "connection closed with an error");
+                            }
+                        });
+                    }
+                    Err(error) => {
+                        // Out of file descriptors, say: back off instead of spinning.
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
         }
+
         tracing::info!(grace = ?self.shutdown_grace, "shutting down: NOT_SERVING, draining in-flight calls");
         set_serving(&health, ServingStatus::NotServing).await;
-        let _ = stop.send(());
-        match tokio::time::timeout(self.shutdown_grace, &mut server).await {
-            Ok(result) => result?,
-            Err(_) => tracing::warn!("grace period over: calls still in flight were cut off"),
+        drop(listener);
+        // GOAWAY on every connection: calls in flight go on, new ones are refused.
+        if tokio::time::timeout(self.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over: cutting off calls still in flight (UNAVAILABLE)");
+            self.cut_off.cancel();
+            let flushed = async { while connections.join_next().await.is_some() {} };
+            let _ = tokio::time::timeout(CUT_OFF_FLUSH, flushed).await;
         }
+        // Whatever is left (long-lived streams such as health watches) is closed now.
+        connections.shutdown().await;
         if let Some(sandbox) = self.sandbox {
             sandbox.stop();
         }

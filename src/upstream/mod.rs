@@ -264,20 +264,23 @@ fn body_error(error: reqwest::Error) -> Error {
     ))
 }
 
+/// The chain of causes, looking inside `io::Error`s (whose own `source()` skips the error they wrap).
 fn causes<'a>(
     error: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(error), |&e| e.source())
+    std::iter::successors(Some(error), |&e| {
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        }
+    })
 }
 
 fn is_tls_failure(error: &reqwest::Error) -> bool {
-    causes(error).any(|cause| {
-        cause.is::<rustls::Error>()
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-    })
+    causes(error).any(|cause| cause.is::<rustls::Error>())
 }
 
 /// The innermost cause's text: "Connection refused (os error 111)", "invalid peer certificate: UnknownIssuer".

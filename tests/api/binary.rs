@@ -1,0 +1,176 @@
+//! The real `kgen-gateway` binary: configuration errors, `--sandbox`, and SIGTERM.
+
+use std::{
+    net::SocketAddr,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kgen-gateway");
+
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.stdin(Stdio::null()).output().expect("binary runs")
+}
+
+#[test]
+fn missing_credentials_exit_2_with_one_line_naming_the_setting() {
+    let out = run_to_exit(&["--listen", "127.0.0.1:0"], &[]);
+
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--client-id / KGEN_CLIENT_ID"), "{stderr}");
+}
+
+#[test]
+fn missing_secret_exits_2_and_names_every_way_to_set_it() {
+    let out = run_to_exit(&["--listen", "127.0.0.1:0"], &[("KGEN_CLIENT_ID", "game")]);
+
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--client-secret-file / KGEN_CLIENT_SECRET_FILE / KGEN_CLIENT_SECRET"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invalid_settings_exit_2_before_binding() {
+    for (args, needle) in [
+        (
+            &["--sandbox", "--upstream-timeout", "soon"][..],
+            "--upstream-timeout",
+        ),
+        (&["--sandbox", "--listen", "not-an-address"], "--listen"),
+        (
+            &["--sandbox", "--max-upstream-body", "12XB"],
+            "--max-upstream-body",
+        ),
+        (
+            &["--sandbox", "--upstream-url", "ftp://x"],
+            "--upstream-url",
+        ),
+        (&["--sandbox", "--log-format", "xml"], "--log-format"),
+    ] {
+        let out = run_to_exit(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_secret_is_never_echoed_in_errors() {
+    let out = run_to_exit(
+        &["--listen", "127.0.0.1:0", "--upstream-url", "gopher://x"],
+        &[
+            ("KGEN_CLIENT_ID", "game"),
+            ("KGEN_CLIENT_SECRET", "very-secret-value"),
+        ],
+    );
+
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("very-secret-value"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("very-secret-value"));
+}
+
+#[tokio::test]
+async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--shutdown-grace",
+            "2s",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let mut logs = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+
+    // The address comes from the log line announcing it: the port was chosen by the OS.
+    let mut saw_sandbox_warning = false;
+    let addr: SocketAddr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = logs.next_line().await.expect("stderr readable") {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                panic!("not a JSON log line: {line}");
+            };
+            if event["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("SANDBOX"))
+            {
+                saw_sandbox_warning = event["level"] == "WARN";
+            }
+            if event["message"] == "kgen-gateway serving gRPC" {
+                return event["addr"]
+                    .as_str()
+                    .expect("addr field")
+                    .parse()
+                    .expect("socket address");
+            }
+        }
+        panic!("binary exited before serving");
+    })
+    .await
+    .expect("serving within 30s");
+    assert!(
+        saw_sandbox_warning,
+        "a loud warning says the responses are fake"
+    );
+
+    let mut client = SessionServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connects");
+    let session = client
+        .create_session(CreateSessionRequest {
+            user_id: "binary-user".into(),
+        })
+        .await
+        .expect("sandbox session")
+        .into_inner();
+    assert_eq!(session.user_id, "binary-user");
+    assert!(session.is_new_user);
+
+    let pid = child.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = logs.next_line().await {
+        rest.push(line);
+    }
+    assert!(
+        rest.iter().any(|l| l.contains("SIGTERM received")),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter().all(|l| !l.contains("sandbox-secret")),
+        "secret never logged"
+    );
+}

@@ -1,0 +1,344 @@
+//! Starting the real gateway on `127.0.0.1:0` against a mock upstream, and reading its statuses.
+
+use std::{net::SocketAddr, time::Duration};
+
+use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioExecutor};
+use kgen_gateway::{
+    config::{Settings, UpstreamSettings},
+    proto::{
+        session_service_client::SessionServiceClient, CreateSessionRequest, CreateSessionResponse,
+    },
+    startup::{Application, StartupError},
+};
+use reqwest::Url;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+use tonic::{transport::Channel, Code, Request, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use wiremock::MockServer;
+
+pub type RawClient =
+    SessionServiceClient<hyper_util::client::legacy::Client<HttpConnector, tonic::body::Body>>;
+
+pub const CLIENT_ID: &str = "test-client";
+pub const CLIENT_SECRET: &str = "test-secret-5f2b9c";
+
+/// A gateway running in this process.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: SessionServiceClient<Channel>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), StartupError>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(settings: Settings) -> TestApp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let app = Application::build(settings).await.expect("gateway builds");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run(listener, async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            addr,
+            client: SessionServiceClient::new(channel(addr).await),
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// A gateway in front of `mock` with the test credentials.
+    pub async fn with_upstream(mock: &MockServer) -> TestApp {
+        TestApp::spawn(settings_for(&mock.uri())).await
+    }
+
+    pub async fn create_session(&self, user_id: &str) -> Result<CreateSessionResponse, Status> {
+        let request = CreateSessionRequest {
+            user_id: user_id.to_owned(),
+        };
+        self.client
+            .clone()
+            .create_session(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Calls with `grpc-timeout` set to `deadline`. tonic's `Channel` would also enforce the deadline on the
+    /// client side (answering `CANCELLED` first), so this goes through a client that only sends it: what the
+    /// caller then sees is the gateway's own answer.
+    pub async fn create_session_within(
+        &self,
+        user_id: &str,
+        deadline: Duration,
+    ) -> Result<CreateSessionResponse, Status> {
+        let mut request = Request::new(CreateSessionRequest {
+            user_id: user_id.to_owned(),
+        });
+        request.set_timeout(deadline);
+        self.raw_client()
+            .create_session(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// A generated client over a plain HTTP/2 connection, without tonic's client-side deadline enforcement.
+    pub fn raw_client(&self) -> RawClient {
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(HttpConnector::new());
+        let origin = format!("http://{}", self.addr)
+            .parse()
+            .expect("valid origin");
+        SessionServiceClient::with_origin(http, origin)
+    }
+
+    /// Triggers graceful shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) -> Result<(), StartupError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let server = self.server.take().expect("server running");
+        tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("gateway stops within 30s")
+            .expect("server task did not panic")
+    }
+
+    pub fn shutdown_handle(&mut self) -> oneshot::Sender<()> {
+        self.shutdown.take().expect("not shut down yet")
+    }
+
+    pub fn take_server(&mut self) -> JoinHandle<Result<(), StartupError>> {
+        self.server.take().expect("server running")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid URI")
+        .connect()
+        .await
+        .expect("gateway accepts connections")
+}
+
+pub fn settings_for(upstream: &str) -> Settings {
+    let url = Url::parse(upstream).expect("valid upstream URL");
+    Settings::new(UpstreamSettings::new(url, CLIENT_ID, CLIENT_SECRET))
+}
+
+/// The documented example response of KGeN.
+pub fn example_session() -> serde_json::Value {
+    serde_json::from_str(include_str!("../fixtures/session-response.example.json"))
+        .expect("fixture is JSON")
+}
+
+/// Asserts `status` has `code` and an `ErrorInfo` with `reason` in our domain; returns its details.
+#[track_caller]
+pub fn assert_status(status: &Status, code: Code, reason: &str) -> ErrorDetails {
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    let details = status.check_error_details().expect("details decode");
+    let info = details.error_info().expect("every error carries ErrorInfo");
+    assert_eq!(info.reason, reason, "message: {}", status.message());
+    assert_eq!(info.domain, "kgen-gateway");
+    assert!(
+        !status.message().contains('\n'),
+        "one-line message: {:?}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains(CLIENT_SECRET),
+        "secret leaked: {:?}",
+        status.message()
+    );
+    details
+}
+
+#[track_caller]
+pub fn upstream_status_of(details: &ErrorDetails) -> Option<String> {
+    details
+        .error_info()
+        .and_then(|i| i.metadata.get("upstream_status").cloned())
+}
+
+/// A raw TCP upstream that reads a request and never answers; it reports each connection it accepted
+/// (`Accepted`) and the moment the gateway closed it (`Closed`).
+pub struct SilentUpstream {
+    pub url: String,
+    pub events: mpsc::UnboundedReceiver<ConnectionEvent>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    Accepted,
+    Closed,
+}
+
+impl SilentUpstream {
+    pub async fn start() -> SilentUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let tx = tx.clone();
+                let _ = tx.send(ConnectionEvent::Accepted);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    // Read until the peer closes (0) or resets (error).
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    let _ = tx.send(ConnectionEvent::Closed);
+                });
+            }
+        });
+        SilentUpstream { url, events }
+    }
+
+    pub async fn next_event(&mut self, within: Duration) -> Option<ConnectionEvent> {
+        tokio::time::timeout(within, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// A raw TCP upstream that answers every request with `head` and then streams `body_chunk` for as long as the
+/// gateway reads; reports how many body bytes it managed to write before the gateway hung up.
+pub async fn streaming_upstream(
+    head: &'static str,
+    body_chunk: Vec<u8>,
+) -> (String, mpsc::UnboundedReceiver<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            let chunk = body_chunk.clone();
+            tokio::spawn(async move {
+                let written = serve_stream(socket, head, &chunk).await;
+                let _ = tx.send(written);
+            });
+        }
+    });
+    (url, rx)
+}
+
+async fn serve_stream(mut socket: TcpStream, head: &str, chunk: &[u8]) -> usize {
+    let mut buf = [0u8; 8192];
+    if socket.read(&mut buf).await.unwrap_or(0) == 0 {
+        return 0;
+    }
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return 0;
+    }
+    let framed = [
+        format!("{:x}\r\n", chunk.len()).into_bytes(),
+        chunk.to_vec(),
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    let mut written = 0;
+    // Bounded: at most 64 MiB, whatever the gateway does.
+    while written < 64 * 1024 * 1024 {
+        if socket.write_all(&framed).await.is_err() {
+            break;
+        }
+        written += chunk.len();
+    }
+    written
+}
+
+/// A minimal HTTP/1.1 keep-alive upstream answering every request with `body`; counts connections and requests.
+pub struct CannedUpstream {
+    pub url: String,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CannedUpstream {
+    pub async fn start(body: String) -> CannedUpstream {
+        use std::sync::{atomic::AtomicUsize, Arc};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (conns, reqs) = (connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                conns.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (reqs, response) = (reqs.clone(), response.clone());
+                tokio::spawn(async move {
+                    let mut socket = tokio::io::BufReader::new(socket);
+                    while read_request(&mut socket).await {
+                        reqs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if socket
+                            .get_mut()
+                            .write_all(response.as_bytes())
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        CannedUpstream {
+            url,
+            connections,
+            requests,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Reads one request (head and `content-length` body); false once the peer is gone.
+async fn read_request(socket: &mut tokio::io::BufReader<TcpStream>) -> bool {
+    use tokio::io::AsyncBufReadExt;
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        match socket.read_line(&mut line).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; content_length];
+    socket.read_exact(&mut body).await.is_ok()
+}

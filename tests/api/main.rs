@@ -1,0 +1,13 @@
+//! Integration tests: the real gateway on `127.0.0.1:0`, called by a real tonic client over TCP, in front of
+//! `wiremock`, raw TCP stand-ins for broken upstreams, or the embedded sandbox.
+
+mod binary;
+mod deadlines;
+mod helpers;
+mod introspection;
+mod sandbox;
+mod session;
+mod shutdown;
+mod status_mapping;
+mod transport;
+mod validation;

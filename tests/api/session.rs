@@ -1,0 +1,150 @@
+//! The happy path: what is sent upstream, and what comes back.
+
+use kgen_gateway::upstream::USER_AGENT;
+use prost_types::Timestamp;
+use serde_json::json;
+use wiremock::{
+    matchers::{body_json, header, method, path},
+    Mock, MockServer, ResponseTemplate,
+};
+
+use crate::helpers::{example_session, TestApp, CLIENT_ID, CLIENT_SECRET};
+
+#[tokio::test]
+async fn success_mirrors_every_field_of_the_documented_response() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/s2s/session/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let s = app.create_session("FTC_User1").await.expect("session");
+
+    assert_eq!(s.session_id, "3ab35108-1902-4a1f-4382998f305d");
+    assert_eq!(s.user_id, "FTC_User1");
+    for empty in [
+        &s.name,
+        &s.username,
+        &s.email,
+        &s.device_id,
+        &s.phonenumber,
+        &s.date_joined,
+        &s.playertag,
+        &s.location,
+        &s.location_name,
+        &s.device_model,
+        &s.screen_height,
+        &s.screen_width,
+        &s.os_name,
+        &s.os_version,
+        &s.browser_name,
+        &s.indigg_wallet_address,
+        &s.linked_phone,
+    ] {
+        assert_eq!(empty, "");
+    }
+    assert_eq!((s.level, s.rank), (0, 0));
+    assert_eq!(s.indigg_id, None, "null stays unset");
+    assert_eq!(s.third_party_client_id, "20798813");
+    assert_eq!(s.third_party_client_name, "ESPORTS_PROTOCOL_CALLBREAK");
+    assert_eq!(s.namespaced_third_party_user_id, "20798813#FTC_User1");
+    assert_eq!(s.wallet_address, "0xexamplewallet");
+    assert!(!s.is_new_user);
+    assert_eq!(s.access_token, "exampleToken1");
+    assert_eq!(s.refresh_token, "exampleToken2");
+    assert_eq!(
+        s.session_start_time,
+        "2024-08-20 08:32:13.025599965 +0000 UTC"
+    );
+    assert_eq!(
+        s.session_started_at,
+        Some(Timestamp {
+            seconds: 1_724_142_733,
+            nanos: 25_599_965
+        })
+    );
+}
+
+#[tokio::test]
+async fn request_carries_credentials_and_json_headers() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/s2s/session/"))
+        .and(header("x-client-id", CLIENT_ID))
+        .and(header("x-client-secret", CLIENT_SECRET))
+        .and(header("content-type", "application/json"))
+        .and(header("accept", "application/json"))
+        .and(header("user-agent", USER_AGENT))
+        .and(body_json(json!({ "user_id": "FTC_User1" })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    app.create_session("FTC_User1")
+        .await
+        .expect("matched request succeeds");
+}
+
+#[tokio::test]
+async fn user_id_is_json_escaped_whatever_it_holds() {
+    let tricky = r#"quote" back\slash {"user_id":"x"} é 🎮 </script>"#;
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_json(json!({ "user_id": tricky })))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "session_id": "s-1", "user_id": tricky })),
+        )
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let session = app.create_session(tricky).await.expect("session");
+    assert_eq!(session.user_id, tricky);
+}
+
+#[tokio::test]
+async fn lenient_fields_arrive_as_protobuf_defaults_and_numbers() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "session_id": "s-2", "level": "12", "rank": 3.0, "is_new_user": "true", "name": null,
+            "indigg_id": "ig-9", "session_start_time": "not a time", "brand_new_field": {"a": 1}
+        })))
+        .mount(&mock)
+        .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let s = app.create_session("u").await.expect("session");
+    assert_eq!((s.level, s.rank, s.is_new_user), (12, 3, true));
+    assert_eq!(s.name, "");
+    assert_eq!(s.indigg_id.as_deref(), Some("ig-9"));
+    assert_eq!(s.session_start_time, "not a time", "raw string kept");
+    assert_eq!(
+        s.session_started_at, None,
+        "unparsable time leaves the timestamp unset"
+    );
+}
+
+#[tokio::test]
+async fn connections_to_the_upstream_are_pooled_and_reused() {
+    let upstream = crate::helpers::CannedUpstream::start(example_session().to_string()).await;
+    let app = TestApp::spawn(crate::helpers::settings_for(&upstream.url)).await;
+
+    for _ in 0..5 {
+        app.create_session("FTC_User1").await.expect("session");
+    }
+
+    assert_eq!(upstream.requests(), 5);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one keep-alive connection serves sequential calls"
+    );
+}

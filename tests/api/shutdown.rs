@@ -1,0 +1,164 @@
+//! Graceful shutdown: NOT_SERVING, no new calls, in-flight calls finish within the grace period.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_stream::StreamExt;
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{channel, settings_for, TestApp};
+
+async fn slow_mock(delay: Duration) -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "session_id": "s" }))
+                .set_delay(delay),
+        )
+        .mount(&mock)
+        .await;
+    mock
+}
+
+#[tokio::test]
+async fn in_flight_calls_finish_and_health_turns_not_serving_on_shutdown() {
+    let mock = slow_mock(Duration::from_millis(700)).await;
+    let mut settings = settings_for(&mock.uri());
+    settings.shutdown_grace = Duration::from_secs(1);
+    let mut app = TestApp::spawn(settings).await;
+    let mut health = HealthClient::new(channel(app.addr).await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("watch starts")
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+
+    let in_flight = tokio::spawn({
+        let client = app.client.clone();
+        async move {
+            let mut client = client;
+            client
+                .create_session(kgen_gateway::proto::CreateSessionRequest {
+                    user_id: "u".into(),
+                })
+                .await
+        }
+    });
+    // Shut down only once the call has reached the upstream.
+    while mock
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let server = app.take_server();
+    let _ = app.shutdown_handle().send(());
+
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
+    let refused = app
+        .create_session("late-caller")
+        .await
+        .expect_err("no new calls while draining");
+    // The transport refuses it (GOAWAY, then no listener): tonic's client reports that as UNAVAILABLE or CANCELLED.
+    assert!(
+        matches!(
+            refused.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled
+        ),
+        "{refused:?}"
+    );
+    let finished = in_flight.await.unwrap();
+    assert_eq!(
+        finished
+            .expect("in-flight call completes")
+            .into_inner()
+            .session_id,
+        "s"
+    );
+    // The open health watch holds its connection: the server gives up on it when the grace period ends.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("stops within grace");
+    stopped.unwrap().expect("clean exit");
+    let reached_upstream = mock.received_requests().await.unwrap_or_default().len();
+    assert_eq!(
+        reached_upstream, 1,
+        "only the in-flight call reached the upstream"
+    );
+    assert!(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+            .unwrap()
+            .connect()
+            .await
+            .is_err(),
+        "no new connections after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_with_nothing_in_flight_is_immediate() {
+    let mock = MockServer::start().await;
+    let app = TestApp::with_upstream(&mock).await;
+    let started = std::time::Instant::now();
+
+    app.shutdown().await.expect("clean exit");
+
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait for the 10s grace"
+    );
+}
+
+#[tokio::test]
+async fn calls_still_running_when_the_grace_period_ends_are_cut_off() {
+    let mock = slow_mock(Duration::from_secs(30)).await;
+    let mut settings = settings_for(&mock.uri());
+    settings.shutdown_grace = Duration::from_millis(300);
+    settings.upstream.timeout = Duration::from_secs(60);
+    let app = TestApp::spawn(settings).await;
+    let client = app.client.clone();
+    let in_flight = tokio::spawn(async move {
+        let mut client = client;
+        client
+            .create_session(kgen_gateway::proto::CreateSessionRequest {
+                user_id: "u".into(),
+            })
+            .await
+    });
+    while mock
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let started = std::time::Instant::now();
+    app.shutdown().await.expect("clean exit");
+
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "grace of 300ms honoured"
+    );
+    let cut_off = in_flight
+        .await
+        .unwrap()
+        .expect_err("the cut-off call fails instead of hanging");
+    crate::helpers::assert_status(&cut_off, tonic::Code::Unavailable, "GATEWAY_SHUTTING_DOWN");
+}

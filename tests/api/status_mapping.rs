@@ -1,0 +1,246 @@
+//! Every row of the error table, driven through the real server against wiremock.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use tonic::Code;
+use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{assert_status, upstream_status_of, TestApp, CLIENT_SECRET};
+
+async fn answer(mock: &MockServer, response: ResponseTemplate) {
+    mock.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(response)
+        .mount(mock)
+        .await;
+}
+
+#[tokio::test]
+async fn every_upstream_http_status_maps_to_its_code_and_reason() {
+    let rows = [
+        (400, Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST"),
+        (422, Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST"),
+        (401, Code::Internal, "UPSTREAM_CREDENTIALS_REJECTED"),
+        (403, Code::Internal, "UPSTREAM_CREDENTIALS_REJECTED"),
+        (404, Code::NotFound, "UPSTREAM_NOT_FOUND"),
+        (408, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+        (409, Code::Aborted, "UPSTREAM_CONFLICT"),
+        (429, Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
+        (402, Code::FailedPrecondition, "UPSTREAM_REJECTED_REQUEST"),
+        (410, Code::FailedPrecondition, "UPSTREAM_REJECTED_REQUEST"),
+        (500, Code::Internal, "UPSTREAM_INTERNAL_ERROR"),
+        (501, Code::Unimplemented, "UPSTREAM_UNIMPLEMENTED"),
+        (502, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+        (503, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+        (504, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+        (507, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+        (300, Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS"),
+        (304, Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS"),
+    ];
+    let mock = MockServer::start().await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    for (http, code, reason) in rows {
+        answer(
+            &mock,
+            ResponseTemplate::new(http).set_body_json(json!({ "message": format!("said {http}") })),
+        )
+        .await;
+        let status = app
+            .create_session("FTC_User1")
+            .await
+            .expect_err("upstream failed");
+        let details = assert_status(&status, code, reason);
+        assert_eq!(
+            upstream_status_of(&details),
+            Some(http.to_string()),
+            "HTTP {http}"
+        );
+        if http != 304 {
+            assert!(
+                status.message().contains(&format!("said {http}")),
+                "HTTP {http}: {}",
+                status.message()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_so_the_secret_never_leaves_for_another_host() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let mock = MockServer::start().await;
+    answer(
+        &mock,
+        ResponseTemplate::new(307)
+            .insert_header("location", format!("{}/s2s/session/", elsewhere.uri())),
+    )
+    .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let status = app
+        .create_session("FTC_User1")
+        .await
+        .expect_err("3xx is an error");
+
+    let details = assert_status(&status, Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS");
+    assert_eq!(upstream_status_of(&details).as_deref(), Some("307"));
+}
+
+#[tokio::test]
+async fn upstream_429_maps_to_resource_exhausted_with_retry_info_from_seconds() {
+    let mock = MockServer::start().await;
+    answer(
+        &mock,
+        ResponseTemplate::new(429).insert_header("retry-after", "7"),
+    )
+    .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let status = app
+        .create_session("FTC_User1")
+        .await
+        .expect_err("rate limited");
+
+    let details = assert_status(&status, Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED");
+    assert_eq!(
+        details.retry_info().and_then(|r| r.retry_delay),
+        Some(Duration::from_secs(7))
+    );
+}
+
+#[tokio::test]
+async fn upstream_429_maps_to_resource_exhausted_with_retry_info_from_an_http_date() {
+    let mock = MockServer::start().await;
+    let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+    answer(
+        &mock,
+        ResponseTemplate::new(429).insert_header("retry-after", at.as_str()),
+    )
+    .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let status = app
+        .create_session("FTC_User1")
+        .await
+        .expect_err("rate limited");
+
+    let details = assert_status(&status, Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED");
+    let delay = details
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo delay");
+    assert!(
+        (Duration::from_secs(115)..=Duration::from_secs(120)).contains(&delay),
+        "{delay:?}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_503_with_retry_after_is_unavailable_with_retry_info() {
+    let mock = MockServer::start().await;
+    answer(
+        &mock,
+        ResponseTemplate::new(503).insert_header("retry-after", "3"),
+    )
+    .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let status = app
+        .create_session("FTC_User1")
+        .await
+        .expect_err("unavailable");
+
+    let details = assert_status(&status, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
+    assert_eq!(
+        details.retry_info().and_then(|r| r.retry_delay),
+        Some(Duration::from_secs(3))
+    );
+}
+
+#[tokio::test]
+async fn upstream_messages_are_cut_to_one_clean_line_without_the_secret() {
+    let mock = MockServer::start().await;
+    let noisy = format!(
+        "line one\r\nline two\u{1b}[31m echo of {CLIENT_SECRET} {}",
+        "x".repeat(2000)
+    );
+    answer(
+        &mock,
+        ResponseTemplate::new(400).set_body_json(json!({ "error": noisy })),
+    )
+    .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let status = app.create_session("FTC_User1").await.expect_err("rejected");
+
+    assert_status(&status, Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST");
+    assert!(
+        status
+            .message()
+            .contains("line one line two[31m echo of [redacted]"),
+        "{}",
+        status.message()
+    );
+    assert!(!status.message().chars().any(char::is_control));
+    let quoted = status
+        .message()
+        .split_once(": ")
+        .map(|(_, upstream)| upstream)
+        .unwrap_or_default();
+    assert!(
+        quoted.chars().count() <= 256,
+        "{} chars",
+        quoted.chars().count()
+    );
+}
+
+#[tokio::test]
+async fn success_bodies_that_are_not_sessions_are_bad_responses() {
+    let mock = MockServer::start().await;
+    let app = TestApp::with_upstream(&mock).await;
+    let bodies = [
+        ResponseTemplate::new(200)
+            .set_body_raw("<html><body>Bad Gateway</body></html>", "text/html"),
+        ResponseTemplate::new(200).set_body_json(json!({ "user_id": "FTC_User1" })),
+        ResponseTemplate::new(200).set_body_json(json!({ "session_id": "" })),
+        ResponseTemplate::new(200).set_body_json(json!({ "session_id": "s", "level": "high" })),
+        ResponseTemplate::new(200).set_body_json(json!(["session_id"])),
+        ResponseTemplate::new(201).set_body_raw(vec![0xff, 0xfe, b'{', b'}'], "application/json"),
+        ResponseTemplate::new(200).set_body_raw(
+            format!("{{\"session_id\":{}", "[".repeat(50_000)),
+            "application/json",
+        ),
+        ResponseTemplate::new(200),
+    ];
+    for (i, body) in bodies.into_iter().enumerate() {
+        answer(&mock, body).await;
+        let status = app
+            .create_session("FTC_User1")
+            .await
+            .expect_err("not a session");
+        let details = assert_status(&status, Code::Internal, "UPSTREAM_BAD_RESPONSE");
+        assert_eq!(upstream_status_of(&details), None, "body {i}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let mock = MockServer::start().await;
+    let huge = json!({ "session_id": "s", "padding": "x".repeat(2 * 1024 * 1024) });
+    answer(&mock, ResponseTemplate::new(200).set_body_json(huge)).await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let status = app
+        .create_session("FTC_User1")
+        .await
+        .expect_err("too large");
+
+    assert_status(&status, Code::Internal, "UPSTREAM_RESPONSE_TOO_LARGE");
+}
