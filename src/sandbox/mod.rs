@@ -111,6 +111,7 @@ pub async fn serve(
 #[derive(Debug)]
 pub struct SandboxHandle {
     addr: SocketAddr,
+    url: Url,
     task: JoinHandle<io::Result<()>>,
 }
 
@@ -118,8 +119,9 @@ pub struct SandboxHandle {
 pub async fn spawn(config: SandboxConfig) -> io::Result<SandboxHandle> {
     let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
+    let url = Url::parse(&format!("http://{addr}")).map_err(io::Error::other)?;
     let task = tokio::spawn(serve(listener, config, std::future::pending()));
-    Ok(SandboxHandle { addr, task })
+    Ok(SandboxHandle { addr, url, task })
 }
 
 impl SandboxHandle {
@@ -130,8 +132,7 @@ impl SandboxHandle {
 
     /// Its base URL, for the gateway's `upstream_url`.
     pub fn url(&self) -> Url {
-        // A socket address always forms a valid http URL.
-        Url::parse(&format!("http://{}", self.addr)).unwrap_or_else(|_| unreachable!())
+        self.url.clone()
     }
 
     /// Stops it (connections still open are dropped).

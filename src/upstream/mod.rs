@@ -108,13 +108,11 @@ impl UpstreamClient {
 
     /// Creates (or retrieves) the session of `user_id`. Dropping the future aborts the HTTP request.
     pub async fn create_session(&self, user_id: &str) -> Result<Session, Error> {
-        let body = serde_json::to_vec(&CreateSessionBody { user_id })
-            .map_err(|e| Error::BadResponse(format!("cannot encode the request: {e}")))?;
         let response = self
             .http
             .post(self.endpoint.clone())
             .headers(self.headers.clone())
-            .body(body)
+            .json(&CreateSessionBody { user_id })
             .send()
             .await
             .map_err(transport_error)?;

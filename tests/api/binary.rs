@@ -174,3 +174,59 @@ async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
         "secret never logged"
     );
 }
+
+#[tokio::test]
+async fn standalone_sandbox_subcommand_serves_http_and_exits_0_on_sigterm() {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let mut logs = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+    let addr: SocketAddr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = logs.next_line().await.expect("stderr readable") {
+            let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            if let Some(addr) = event["addr"].as_str() {
+                return addr.parse().expect("socket address");
+            }
+        }
+        panic!("sandbox exited before listening");
+    })
+    .await
+    .expect("listening within 30s");
+
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/s2s/session/"))
+        .header("x-client-id", "sandbox-client")
+        .header("x-client-secret", "sandbox-secret")
+        .header("content-type", "application/json")
+        .body(r#"{"user_id":"FTC_User1"}"#)
+        .send()
+        .await
+        .expect("sandbox answers");
+    assert_eq!(response.status(), 200);
+    let session: serde_json::Value = response.json().await.expect("JSON session");
+    assert_eq!(
+        session["namespaced_third_party_user_id"],
+        format!(
+            "{}#FTC_User1",
+            session["third_party_client_id"].as_str().unwrap()
+        )
+    );
+
+    let pid = child.id().expect("running").to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs")
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+}

@@ -177,8 +177,7 @@ async fn standalone_sandbox_speaks_http1_and_h2c() {
             .expect("sandbox answers");
         let version = response.version();
         assert_eq!(response.status(), 200, "{version:?}");
-        let json: serde_json::Value =
-            serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+        let json: serde_json::Value = response.json().await.expect("JSON");
         assert_eq!(json["user_id"], "curl-user", "{version:?}");
         assert_eq!(
             json.as_object().map(|o| o.len()),
