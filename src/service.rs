@@ -49,6 +49,7 @@ impl SessionGateway {
         deadline: Option<Instant>,
     ) -> Result<CreateSessionResponse, Error> {
         validate_user_id(user_id)?;
+        tracing::Span::current().record("user_id", user_id);
         let (budget, caller_bound) = match deadline {
             Some(deadline) => {
                 let remaining = deadline.saturating_duration_since(Instant::now());
@@ -88,15 +89,16 @@ impl SessionService for SessionGateway {
         let started = Instant::now();
         let deadline = deadline::from_metadata(request.metadata(), started);
         let user_id = request.into_inner().user_id;
-        let span = tracing::debug_span!("create_session", user_id = tracing::field::Empty);
-        if validate_user_id(&user_id).is_ok() {
-            span.record("user_id", user_id.as_str());
-        }
-        let session = self
+        // `user_id` is recorded once validated: an invalid one may be huge or hold control characters.
+        let span = tracing::info_span!("create_session", user_id = tracing::field::Empty);
+        let result = self
             .create(&user_id, deadline)
             .instrument(span.clone())
-            .await?;
-        span.in_scope(|| tracing::debug!(elapsed = ?started.elapsed(), "session created"));
+            .await;
+        // Failures are logged while turned into a status: inside the span, so the log line names the user.
+        let _entered = span.enter();
+        let session = result?;
+        tracing::debug!(elapsed = ?started.elapsed(), "session created");
         Ok(Response::new(session))
     }
 }
