@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::breaker::BreakerSettings;
+
 /// The upstream KGeN uses when nothing else is configured: KGeN's staging platform.
 pub const DEFAULT_UPSTREAM_URL: &str = "https://stage-platform-protocols.kgen.io";
 /// Environment variable holding the client secret (deliberately not a flag).
@@ -74,6 +76,57 @@ pub struct GatewayArgs {
     /// Largest upstream response body read (e.g. `1MiB`, `512KiB`, `65536`).
     #[arg(long, env = "KGEN_MAX_UPSTREAM_BODY", default_value = "1MiB", value_parser = parse_size)]
     pub max_upstream_body: usize,
+    /// PEM file of extra CA certificates trusted for KGeN's TLS (added to the bundled Mozilla roots).
+    #[arg(long, env = "KGEN_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Most attempts per call, retries included (1 disables retries).
+    #[arg(long, env = "KGEN_UPSTREAM_MAX_ATTEMPTS", default_value_t = 3)]
+    pub upstream_max_attempts: u32,
+    /// Retries allowed as a percentage of recent first attempts (over a 10 s window).
+    #[arg(long, env = "KGEN_RETRY_BUDGET_PERCENT", default_value_t = 20.0)]
+    pub retry_budget_percent: f32,
+    /// Retries allowed per second regardless of traffic (the budget's floor).
+    #[arg(long, env = "KGEN_RETRY_BUDGET_MIN_PER_SEC", default_value_t = 10)]
+    pub retry_budget_min_per_sec: u32,
+    /// Most upstream calls in flight at once; past it calls wait at most --upstream-queue-timeout.
+    #[arg(long, env = "KGEN_MAX_CONCURRENT_UPSTREAM", default_value_t = 1024)]
+    pub max_concurrent_upstream: usize,
+    /// Longest wait for a free upstream slot before answering UNAVAILABLE / OVERLOADED.
+    #[arg(long, env = "KGEN_UPSTREAM_QUEUE_TIMEOUT", default_value = "100ms", value_parser = parse_duration)]
+    pub upstream_queue_timeout: Duration,
+    /// Consecutive upstream failures (unreachable, 5xx, timeouts) that open the circuit breaker.
+    #[arg(long, env = "KGEN_BREAKER_FAILURE_THRESHOLD", default_value_t = 5)]
+    pub breaker_failure_threshold: u32,
+    /// Failures further apart than this do not make a run.
+    #[arg(long, env = "KGEN_BREAKER_WINDOW", default_value = "10s", value_parser = parse_duration)]
+    pub breaker_window: Duration,
+    /// How long an open circuit fails calls fast before probing.
+    #[arg(long, env = "KGEN_BREAKER_COOL_DOWN", default_value = "5s", value_parser = parse_duration)]
+    pub breaker_cool_down: Duration,
+    /// Probe calls let through when half-open (this many successes close the circuit).
+    #[arg(long, env = "KGEN_BREAKER_PROBES", default_value_t = 3)]
+    pub breaker_probes: u32,
+    /// Most concurrent gRPC calls (HTTP/2 streams) per client connection.
+    #[arg(long, env = "KGEN_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
+    pub max_concurrent_streams: u32,
+    /// Largest accepted gRPC request message.
+    #[arg(long, env = "KGEN_MAX_REQUEST_SIZE", default_value = "64KiB", value_parser = parse_size)]
+    pub max_request_size: usize,
+    /// Interval of HTTP/2 PINGs to idle clients.
+    #[arg(long, env = "KGEN_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed.
+    #[arg(long, env = "KGEN_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+    /// TCP keepalive idle time on accepted connections.
+    #[arg(long, env = "KGEN_TCP_KEEPALIVE", default_value = "60s", value_parser = parse_duration)]
+    pub tcp_keepalive: Duration,
+    /// Connections older than this (±10 % jitter) are asked to go away, so clients rebalance across replicas.
+    #[arg(long, env = "KGEN_MAX_CONNECTION_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
+    /// How long calls on an aged-out connection may take to finish before it is closed.
+    #[arg(long, env = "KGEN_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub max_connection_age_grace: Duration,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "KGEN_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -106,6 +159,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The upstream call.
     pub upstream: UpstreamSettings,
+    /// Retries, overload protection and circuit breaking.
+    pub resilience: ResilienceSettings,
+    /// Limits of the gRPC server.
+    pub server: ServerSettings,
     /// How long in-flight calls may take to finish once shutdown starts.
     pub shutdown_grace: Duration,
     /// Log format.
@@ -129,6 +186,71 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// Largest response body read.
     pub max_body: usize,
+    /// Extra CA certificates trusted for KGeN's TLS.
+    pub extra_roots: Vec<reqwest::Certificate>,
+}
+
+/// How the gateway protects itself and KGeN when KGeN is slow or failing.
+#[derive(Debug, Clone)]
+pub struct ResilienceSettings {
+    /// Most attempts per call (1 = no retries).
+    pub max_attempts: u32,
+    /// Retries allowed as a fraction of recent first attempts (0.2 = 20 %).
+    pub retry_budget_ratio: f32,
+    /// Retries allowed per second whatever the traffic.
+    pub retry_budget_min_per_sec: u32,
+    /// Most upstream calls in flight.
+    pub max_concurrent_upstream: usize,
+    /// Longest wait for a free upstream slot.
+    pub queue_timeout: Duration,
+    /// The circuit breaker.
+    pub breaker: BreakerSettings,
+}
+
+impl Default for ResilienceSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_sec: 10,
+            max_concurrent_upstream: 1024,
+            queue_timeout: Duration::from_millis(100),
+            breaker: BreakerSettings::default(),
+        }
+    }
+}
+
+/// Limits of the gRPC server, set deliberately rather than left to library defaults.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// Largest decoded request message.
+    pub max_request_size: usize,
+    /// HTTP/2 PING interval.
+    pub http2_keepalive_interval: Duration,
+    /// HTTP/2 PING timeout.
+    pub http2_keepalive_timeout: Duration,
+    /// TCP keepalive idle time.
+    pub tcp_keepalive: Duration,
+    /// Age after which a connection is asked to go away.
+    pub max_connection_age: Duration,
+    /// Grace for calls on an aged-out connection.
+    pub max_connection_age_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 1024,
+            max_request_size: 64 * 1024,
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            tcp_keepalive: Duration::from_secs(60),
+            max_connection_age: Duration::from_secs(600),
+            max_connection_age_grace: Duration::from_secs(30),
+        }
+    }
 }
 
 impl UpstreamSettings {
@@ -141,6 +263,7 @@ impl UpstreamSettings {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             max_body: 1024 * 1024,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -151,6 +274,8 @@ impl Settings {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
             upstream,
+            resilience: ResilienceSettings::default(),
+            server: ServerSettings::default(),
             shutdown_grace: Duration::from_secs(10),
             log_format: LogFormat::Text,
             sandbox: false,
@@ -201,6 +326,75 @@ impl GatewayArgs {
             ));
         }
 
+        if !(1..=10).contains(&self.upstream_max_attempts) {
+            return Err(ConfigError::new(
+                "--upstream-max-attempts / KGEN_UPSTREAM_MAX_ATTEMPTS",
+                "must be between 1 and 10",
+            ));
+        }
+        if !(0.0..=1000.0).contains(&self.retry_budget_percent) {
+            return Err(ConfigError::new(
+                "--retry-budget-percent / KGEN_RETRY_BUDGET_PERCENT",
+                "must be between 0 and 1000",
+            ));
+        }
+        if self.retry_budget_min_per_sec > 100_000 {
+            return Err(ConfigError::new(
+                "--retry-budget-min-per-sec / KGEN_RETRY_BUDGET_MIN_PER_SEC",
+                "must be at most 100000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_concurrent_upstream) {
+            return Err(ConfigError::new(
+                "--max-concurrent-upstream / KGEN_MAX_CONCURRENT_UPSTREAM",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if self.breaker_failure_threshold == 0 || self.breaker_probes == 0 {
+            return Err(ConfigError::new(
+                "--breaker-failure-threshold / --breaker-probes",
+                "must be at least 1",
+            ));
+        }
+        positive(
+            self.breaker_cool_down,
+            "--breaker-cool-down / KGEN_BREAKER_COOL_DOWN",
+        )?;
+        positive(
+            self.breaker_window,
+            "--breaker-window / KGEN_BREAKER_WINDOW",
+        )?;
+        if self.max_concurrent_streams == 0 {
+            return Err(ConfigError::new(
+                "--max-concurrent-streams / KGEN_MAX_CONCURRENT_STREAMS",
+                "must be at least 1",
+            ));
+        }
+        if self.max_request_size < 1024 {
+            return Err(ConfigError::new(
+                "--max-request-size / KGEN_MAX_REQUEST_SIZE",
+                "must be at least 1KiB",
+            ));
+        }
+        positive(
+            self.http2_keepalive_interval,
+            "--http2-keepalive-interval / KGEN_HTTP2_KEEPALIVE_INTERVAL",
+        )?;
+        positive(
+            self.http2_keepalive_timeout,
+            "--http2-keepalive-timeout / KGEN_HTTP2_KEEPALIVE_TIMEOUT",
+        )?;
+        positive(self.tcp_keepalive, "--tcp-keepalive / KGEN_TCP_KEEPALIVE")?;
+        positive(
+            self.max_connection_age,
+            "--max-connection-age / KGEN_MAX_CONNECTION_AGE",
+        )?;
+        let extra_roots = match &self.upstream_ca_file {
+            Some(path) => read_ca_file(path)
+                .map_err(|p| ConfigError::new("--upstream-ca-file / KGEN_UPSTREAM_CA_FILE", p))?,
+            None => Vec::new(),
+        };
+
         let (client_id, client_secret) = if self.sandbox {
             // The embedded sandbox supplies its own upstream and credentials at build time.
             (String::new(), String::new())
@@ -229,9 +423,34 @@ impl GatewayArgs {
         upstream.timeout = self.upstream_timeout;
         upstream.connect_timeout = self.connect_timeout;
         upstream.max_body = self.max_upstream_body;
+        upstream.extra_roots = extra_roots;
+        let resilience = ResilienceSettings {
+            max_attempts: self.upstream_max_attempts,
+            retry_budget_ratio: self.retry_budget_percent / 100.0,
+            retry_budget_min_per_sec: self.retry_budget_min_per_sec,
+            max_concurrent_upstream: self.max_concurrent_upstream,
+            queue_timeout: self.upstream_queue_timeout,
+            breaker: BreakerSettings {
+                failure_threshold: self.breaker_failure_threshold,
+                window: self.breaker_window,
+                cool_down: self.breaker_cool_down,
+                probes: self.breaker_probes,
+            },
+        };
+        let server = ServerSettings {
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_request_size: self.max_request_size,
+            http2_keepalive_interval: self.http2_keepalive_interval,
+            http2_keepalive_timeout: self.http2_keepalive_timeout,
+            tcp_keepalive: self.tcp_keepalive,
+            max_connection_age: self.max_connection_age,
+            max_connection_age_grace: self.max_connection_age_grace,
+        };
         Ok(Settings {
             listen: self.listen,
             upstream,
+            resilience,
+            server,
             shutdown_grace: self.shutdown_grace,
             log_format: self.log_format,
             sandbox: self.sandbox,
@@ -274,6 +493,17 @@ fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
     let raw = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
     Ok(raw.trim().to_owned())
+}
+
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem =
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|_| format!("{} is not a PEM certificate bundle", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(certificates)
 }
 
 fn check_header_value(value: &str) -> Result<(), &'static str> {
@@ -411,6 +641,70 @@ mod tests {
         assert_eq!(settings.upstream.timeout, Duration::from_secs(5));
         assert_eq!(settings.upstream.max_body, 1 << 20);
         assert_eq!(settings.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn resilience_and_server_flags_reach_the_settings() {
+        let settings = args(&[
+            "--sandbox",
+            "--upstream-max-attempts",
+            "1",
+            "--retry-budget-percent",
+            "50",
+            "--max-concurrent-upstream",
+            "8",
+            "--breaker-cool-down",
+            "2s",
+            "--max-connection-age",
+            "1m",
+        ])
+        .into_settings(None)
+        .unwrap();
+        assert_eq!(settings.resilience.max_attempts, 1);
+        assert!((settings.resilience.retry_budget_ratio - 0.5).abs() < f32::EPSILON);
+        assert_eq!(settings.resilience.max_concurrent_upstream, 8);
+        assert_eq!(
+            settings.resilience.breaker.cool_down,
+            Duration::from_secs(2)
+        );
+        assert_eq!(settings.server.max_connection_age, Duration::from_secs(60));
+        assert_eq!(
+            args(&["--sandbox"])
+                .into_settings(None)
+                .unwrap()
+                .resilience
+                .max_attempts,
+            3
+        );
+    }
+
+    #[test]
+    fn out_of_range_resilience_flags_are_rejected() {
+        for flags in [
+            &["--sandbox", "--upstream-max-attempts", "0"][..],
+            &["--sandbox", "--upstream-max-attempts", "11"],
+            &["--sandbox", "--retry-budget-percent", "-1"],
+            &["--sandbox", "--max-concurrent-upstream", "0"],
+            &["--sandbox", "--breaker-failure-threshold", "0"],
+            &["--sandbox", "--max-concurrent-streams", "0"],
+            &["--sandbox", "--max-connection-age", "0s"],
+        ] {
+            let parsed =
+                Cli::try_parse_from(std::iter::once("kgen-gateway").chain(flags.iter().copied()));
+            let rejected = parsed.map_or(true, |cli| cli.gateway.into_settings(None).is_err());
+            assert!(rejected, "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_that_is_not_pem_is_rejected() {
+        let path = std::env::temp_dir().join(format!("kgen-not-a-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, "not a certificate").unwrap();
+        let err = args(&["--sandbox", "--upstream-ca-file", path.to_str().unwrap()])
+            .into_settings(None)
+            .unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.setting.starts_with("--upstream-ca-file"), "{err}");
     }
 
     #[test]

@@ -43,6 +43,18 @@ pub enum Error {
         /// The configured cap.
         limit: usize,
     },
+    /// Too many calls are waiting on KGeN: `--max-concurrent-upstream` was full for the whole queue wait.
+    #[error("the gateway is overloaded: too many calls to KGeN in flight")]
+    Overloaded {
+        /// Hint for the caller's `RetryInfo`.
+        retry_in: Duration,
+    },
+    /// The circuit breaker is open after a run of upstream failures: failing fast instead of calling KGeN.
+    #[error("KGeN is failing; calls are paused (circuit breaker open)")]
+    CircuitOpen {
+        /// When the breaker lets probe calls through again.
+        retry_in: Duration,
+    },
     /// The gateway is shutting down and its grace period ended before this call finished.
     #[error("the gateway is shutting down; retry on another instance")]
     ShuttingDown,
@@ -81,6 +93,8 @@ impl Error {
             Error::Unreachable(_) => (Code::Unavailable, "UPSTREAM_UNREACHABLE", Upstream),
             Error::Tls(_) => (Code::Unavailable, "UPSTREAM_TLS_ERROR", Operator),
             Error::ShuttingDown => (Code::Unavailable, "GATEWAY_SHUTTING_DOWN", Upstream),
+            Error::Overloaded { .. } => (Code::Unavailable, "OVERLOADED", Upstream),
+            Error::CircuitOpen { .. } => (Code::Unavailable, "UPSTREAM_CIRCUIT_OPEN", Upstream),
             Error::BadResponse(_) => (Code::Internal, "UPSTREAM_BAD_RESPONSE", Upstream),
             Error::TooLarge { .. } => (Code::Internal, "UPSTREAM_RESPONSE_TOO_LARGE", Upstream),
             Error::Status(status) => match status.code {
@@ -103,6 +117,33 @@ impl Error {
         }
     }
 
+    /// Whether another attempt may succeed (the call is "create or retrieve", so repeating it is safe):
+    /// unreachable, 500, 502–504, 408, 409 and 429. Never TLS failures or other 4xx/5xx.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unreachable(_) => true,
+            Error::Status(status) => matches!(status.code, 408 | 409 | 429 | 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// When KGeN said to retry (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Status(status) => status.retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether this outcome says KGeN itself is failing (for the circuit breaker): unreachable, 5xx, timeouts.
+    pub fn is_upstream_failure(&self) -> bool {
+        match self {
+            Error::Unreachable(_) | Error::UpstreamTimeout(_) => true,
+            Error::Status(status) => status.code >= 500,
+            _ => false,
+        }
+    }
+
     /// The stable `ErrorInfo.reason` callers switch on.
     pub fn reason(&self) -> &'static str {
         self.classify().1
@@ -122,18 +163,42 @@ impl Error {
     }
 }
 
+/// A failed call and how many upstream attempts it made (0 when it failed before calling KGeN).
+#[derive(Debug)]
+pub struct CallError {
+    /// The last failure.
+    pub error: Error,
+    /// Upstream attempts made, reported as `ErrorInfo.metadata["attempts"]`.
+    pub attempts: u32,
+}
+
+impl From<Error> for CallError {
+    fn from(error: Error) -> Self {
+        CallError { error, attempts: 0 }
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        Status::from(CallError::from(error))
+    }
+}
+
+impl From<CallError> for Status {
+    fn from(CallError { error, attempts }: CallError) -> Self {
         let (code, reason, severity) = error.classify();
         match severity {
-            Severity::Caller => tracing::debug!(reason, error = %error, "call failed"),
-            Severity::Upstream => tracing::warn!(reason, error = %error, "call failed"),
+            Severity::Caller => tracing::debug!(reason, attempts, error = %error, "call failed"),
+            Severity::Upstream => tracing::warn!(reason, attempts, error = %error, "call failed"),
             Severity::Operator => {
-                tracing::error!(reason, error = %error, "call failed; check the gateway's configuration")
+                tracing::error!(reason, attempts, error = %error, "call failed; check the gateway's configuration")
             }
         }
 
         let mut metadata = HashMap::new();
+        if attempts > 0 {
+            metadata.insert("attempts".to_owned(), attempts.to_string());
+        }
         let mut details = ErrorDetails::new();
         match &error {
             Error::InvalidUserId(description) => {
@@ -144,6 +209,9 @@ impl From<Error> for Status {
                 if let Some(delay) = status.retry_after {
                     details.set_retry_info(Some(delay));
                 }
+            }
+            Error::Overloaded { retry_in } | Error::CircuitOpen { retry_in } => {
+                details.set_retry_info(Some(*retry_in));
             }
             _ => {}
         }
@@ -321,6 +389,52 @@ mod tests {
             .cloned()
             .expect("RetryInfo");
         assert_eq!(retry.retry_delay, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn retry_policy_follows_the_table() {
+        for code in [408, 409, 429, 500, 502, 503, 504] {
+            assert!(status(code).is_retryable(), "HTTP {code}");
+        }
+        for code in [400, 401, 403, 404, 422, 501, 505, 302] {
+            assert!(!status(code).is_retryable(), "HTTP {code}");
+        }
+        assert!(Error::Unreachable("refused".into()).is_retryable());
+        assert!(!Error::Tls("bad cert".into()).is_retryable());
+        assert!(!Error::UpstreamTimeout(Duration::from_secs(5)).is_retryable());
+        assert!(!Error::BadResponse("html".into()).is_retryable());
+    }
+
+    #[test]
+    fn attempts_and_fail_fast_retry_hints_reach_the_details() {
+        let status = Status::from(CallError {
+            error: status(503),
+            attempts: 3,
+        });
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("ErrorInfo");
+        assert_eq!(info.metadata.get("attempts").map(String::as_str), Some("3"));
+        let open = Status::from(Error::CircuitOpen {
+            retry_in: Duration::from_secs(4),
+        });
+        let retry = open
+            .get_error_details()
+            .retry_info()
+            .cloned()
+            .expect("RetryInfo");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(4)));
+        let info = open
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("ErrorInfo");
+        assert!(
+            !info.metadata.contains_key("attempts"),
+            "no attempt was made"
+        );
     }
 
     #[test]

@@ -12,16 +12,20 @@
 //!   listener the caller bound until the caller's shutdown future resolves, then drains within the grace period.
 //! - [`service`]: the `SessionService` implementation: validate, budget the deadline, call upstream, map.
 //! - [`deadline`]: reads the caller's `grpc-timeout`.
+//! - [`resilience`]: the concurrency limit with its short queue, retries under a budget; [`breaker`]: the circuit
+//!   breaker.
 //! - [`upstream`]: the one KGeN HTTP client and its lenient wire model.
 //! - [`error`]: the one place where failures become `tonic::Status` (with `ErrorInfo`, `RetryInfo`, `BadRequest`).
 //! - [`proto`]: the generated contract and the descriptor set served by reflection.
 //! - [`sandbox`]: an embedded fake KGeN upstream for offline use, tests and benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod proto;
+pub mod resilience;
 pub mod sandbox;
 pub mod service;
 pub mod startup;

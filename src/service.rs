@@ -10,20 +10,22 @@ use tracing::Instrument;
 
 use crate::{
     deadline,
-    error::Error,
+    error::{CallError, Error},
     proto::{session_service_server::SessionService, CreateSessionRequest, CreateSessionResponse},
+    resilience::{Next, Resilience},
     upstream::UpstreamClient,
 };
 
 /// Longest accepted `user_id`, in bytes of UTF-8.
 pub const MAX_USER_ID_BYTES: usize = 256;
 
-/// The session service: one shared upstream client, the per-call timeout, and the token that cuts off calls
-/// still running when the shutdown grace period ends.
+/// The session service: one shared upstream client, the per-call timeout, the shared resilience state (limit,
+/// retry budget, breaker), and the token that cuts off calls still running when the shutdown grace period ends.
 #[derive(Debug, Clone)]
 pub struct SessionGateway {
     upstream: Arc<UpstreamClient>,
     upstream_timeout: Duration,
+    resilience: Arc<Resilience>,
     cut_off: CancellationToken,
 }
 
@@ -33,11 +35,13 @@ impl SessionGateway {
     pub fn new(
         upstream: Arc<UpstreamClient>,
         upstream_timeout: Duration,
+        resilience: Arc<Resilience>,
         cut_off: CancellationToken,
     ) -> Self {
         Self {
             upstream,
             upstream_timeout,
+            resilience,
             cut_off,
         }
     }
@@ -47,9 +51,75 @@ impl SessionGateway {
         &self,
         user_id: &str,
         deadline: Option<Instant>,
-    ) -> Result<CreateSessionResponse, Error> {
+    ) -> Result<CreateSessionResponse, CallError> {
         validate_user_id(user_id)?;
         tracing::Span::current().record("user_id", user_id);
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(Error::DeadlineExceeded.into());
+        }
+        // Cut-off (end of the shutdown grace) or the caller going away (tonic drops this future) drops the
+        // HTTP request in flight too.
+        tokio::select! {
+            biased;
+            () = self.cut_off.cancelled() => Err(Error::ShuttingDown.into()),
+            result = self.call_upstream(user_id, deadline) => result,
+        }
+    }
+
+    /// Attempts the upstream call under the concurrency limit, the breaker and the retry policy.
+    async fn call_upstream(
+        &self,
+        user_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<CreateSessionResponse, CallError> {
+        let _slot = self.resilience.admit(deadline).await?;
+        self.resilience.first_attempt();
+        let mut attempt = 1;
+        loop {
+            let admission = match self.resilience.breaker.admit() {
+                Ok(admission) => admission,
+                Err(retry_in) => {
+                    return Err(CallError {
+                        error: Error::CircuitOpen { retry_in },
+                        attempts: attempt - 1,
+                    });
+                }
+            };
+            let outcome = self.attempt(user_id, deadline).await;
+            admission.record(match &outcome {
+                Ok(_) => Some(false),
+                Err(error) if error.is_upstream_failure() => Some(true),
+                Err(_) => None,
+            });
+            let error = match outcome {
+                Ok(session) => return Ok(session.into()),
+                Err(error) => error,
+            };
+            match self.resilience.after_failure(attempt, &error, deadline) {
+                Next::RetryAfter(delay) => {
+                    tracing::debug!(attempt, ?delay, reason = error.reason(), "retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Next::GiveUp(why) => {
+                    if attempt > 1 || error.is_retryable() {
+                        tracing::debug!(attempt, why, "not retrying");
+                    }
+                    return Err(CallError {
+                        error,
+                        attempts: attempt,
+                    });
+                }
+            }
+        }
+    }
+
+    /// One upstream attempt, given `min(caller's remaining time, --upstream-timeout)`.
+    async fn attempt(
+        &self,
+        user_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<crate::upstream::Session, Error> {
         let (budget, caller_bound) = match deadline {
             Some(deadline) => {
                 let remaining = deadline.saturating_duration_since(Instant::now());
@@ -63,20 +133,15 @@ impl SessionGateway {
             }
             None => (self.upstream_timeout, false),
         };
-        // On timeout, cut-off, or when the caller cancels (tonic drops this future) the HTTP request is dropped.
-        let call = tokio::time::timeout(budget, self.upstream.create_session(user_id));
-        let session = tokio::select! {
-            biased;
-            () = self.cut_off.cancelled() => return Err(Error::ShuttingDown),
-            answer = call => answer.map_err(|_| {
+        tokio::time::timeout(budget, self.upstream.create_session(user_id))
+            .await
+            .map_err(|_| {
                 if caller_bound {
                     Error::DeadlineExceeded
                 } else {
                     Error::UpstreamTimeout(self.upstream_timeout)
                 }
-            })??,
-        };
-        Ok(session.into())
+            })?
     }
 }
 

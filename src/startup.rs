@@ -8,17 +8,22 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, task::JoinSet};
+use socket2::{SockRef, TcpKeepalive};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::{
-    config::{expose, Settings},
+    config::{expose, ServerSettings, Settings},
     proto::{self, session_service_server::SessionServiceServer},
+    resilience::Resilience,
     sandbox::{self, SandboxConfig, SandboxHandle},
     service::SessionGateway,
     upstream::{BuildError, UpstreamClient},
@@ -50,6 +55,8 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct Application {
     gateway: SessionGateway,
+    resilience: Arc<Resilience>,
+    server: ServerSettings,
     cut_off: CancellationToken,
     shutdown_grace: Duration,
     sandbox: Option<SandboxHandle>,
@@ -78,12 +85,25 @@ impl Application {
         let upstream = Arc::new(UpstreamClient::new(&settings.upstream)?);
         tracing::info!(upstream = %upstream.endpoint(), "upstream configured");
         let cut_off = CancellationToken::new();
+        let resilience = Arc::new(Resilience::new(&settings.resilience));
         Ok(Self {
-            gateway: SessionGateway::new(upstream, settings.upstream.timeout, cut_off.clone()),
+            gateway: SessionGateway::new(
+                upstream,
+                settings.upstream.timeout,
+                resilience.clone(),
+                cut_off.clone(),
+            ),
+            resilience,
+            server: settings.server,
             cut_off,
             shutdown_grace: settings.shutdown_grace,
             sandbox,
         })
+    }
+
+    /// The retry budget, concurrency limit and circuit breaker shared by all calls (for inspection).
+    pub fn resilience(&self) -> Arc<Resilience> {
+        self.resilience.clone()
     }
 
     /// The embedded sandbox's address, when running with `--sandbox`.
@@ -110,15 +130,22 @@ impl Application {
                 // google.rpc.ErrorInfo / RetryInfo / BadRequest, so reflection clients can decode error details.
                 .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
+        let sessions = SessionServiceServer::new(self.gateway)
+            .max_decoding_message_size(self.server.max_request_size);
         let routes = Routes::new(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
-            .add_service(SessionServiceServer::new(self.gateway))
+            .add_service(sessions)
             .prepare();
 
         let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http2().timer(TokioTimer::new());
-        let graceful = GracefulShutdown::new();
+        http.http1().timer(TokioTimer::new());
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.server.max_concurrent_streams)
+            .keep_alive_interval(self.server.http2_keepalive_interval)
+            .keep_alive_timeout(self.server.http2_keepalive_timeout);
+        let drain = CancellationToken::new();
         let mut connections = JoinSet::new();
         tracing::info!(%addr, "kgen-gateway serving gRPC");
 
@@ -128,15 +155,15 @@ impl Application {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _peer)) => {
-                        let _ = stream.set_nodelay(true);
+                        configure_socket(&stream, &self.server);
                         let service = TowerToHyperService::new(routes.clone());
                         let connection = http.serve_connection(TokioIo::new(stream), service).into_owned();
-                        let connection = graceful.watch(connection);
-                        connections.spawn(async move {
-                            if let Err(error) = connection.await {
-                                tracing::debug!(%error, "connection closed with an error");
-                            }
-                        });
+                        let lifetime = ConnectionLifetime {
+                            max_age: jittered(self.server.max_connection_age),
+                            age_grace: self.server.max_connection_age_grace,
+                            drain: drain.clone(),
+                        };
+                        connections.spawn(lifetime.serve(connection));
                     }
                     Err(error) => {
                         // Out of file descriptors, say: back off instead of spinning.
@@ -152,7 +179,9 @@ impl Application {
         set_serving(&health, ServingStatus::NotServing).await;
         drop(listener);
         // GOAWAY on every connection: calls in flight go on, new ones are refused.
-        if tokio::time::timeout(self.shutdown_grace, graceful.shutdown())
+        drain.cancel();
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.shutdown_grace, drained)
             .await
             .is_err()
         {
@@ -169,6 +198,60 @@ impl Application {
         tracing::info!("kgen-gateway stopped");
         Ok(())
     }
+}
+
+type Connection =
+    auto::Connection<'static, TokioIo<TcpStream>, TowerToHyperService<Routes>, TokioExecutor>;
+
+/// How long one client connection lives: until the client closes it, the gateway drains, or it ages out.
+struct ConnectionLifetime {
+    max_age: Duration,
+    age_grace: Duration,
+    drain: CancellationToken,
+}
+
+impl ConnectionLifetime {
+    async fn serve(self, connection: Connection) {
+        tokio::pin!(connection);
+        let aged_out = tokio::select! {
+            result = connection.as_mut() => return log_connection_end(result),
+            () = self.drain.cancelled() => false,
+            () = tokio::time::sleep(self.max_age) => true,
+        };
+        // GOAWAY: the client opens a new connection (possibly to another replica) for its next calls.
+        connection.as_mut().graceful_shutdown();
+        if aged_out {
+            match tokio::time::timeout(self.age_grace, connection).await {
+                Ok(result) => log_connection_end(result),
+                Err(_) => tracing::debug!("aged-out connection closed after its grace period"),
+            }
+        } else {
+            // Shutdown: `run` bounds this with the shutdown grace period.
+            log_connection_end(connection.await);
+        }
+    }
+}
+
+fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection closed with an error");
+    }
+}
+
+/// `TCP_NODELAY` (small gRPC frames must not wait) and TCP keepalive (dead peers are noticed).
+fn configure_socket(stream: &TcpStream, server: &ServerSettings) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = TcpKeepalive::new()
+        .with_time(server.tcp_keepalive)
+        .with_interval(server.tcp_keepalive.min(Duration::from_secs(30)));
+    if let Err(error) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(%error, "cannot enable TCP keepalive");
+    }
+}
+
+/// `age` ± 10 %, so connections opened together do not all go away together.
+fn jittered(age: Duration) -> Duration {
+    age.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
 async fn set_serving(health: &HealthReporter, status: ServingStatus) {

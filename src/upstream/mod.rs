@@ -67,7 +67,11 @@ struct CreateSessionBody<'a> {
 impl UpstreamClient {
     /// Builds the pooled client; call once and share it.
     pub fn new(settings: &UpstreamSettings) -> Result<Self, BuildError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for root in &settings.extra_roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let http = builder
             .use_rustls_tls()
             .https_only(settings.url.scheme() == "https")
             .user_agent(USER_AGENT)

@@ -342,3 +342,11 @@ async fn read_request(socket: &mut tokio::io::BufReader<TcpStream>) -> bool {
     let mut body = vec![0u8; content_length];
     socket.read_exact(&mut body).await.is_ok()
 }
+
+/// Settings where each call makes exactly one attempt and the breaker never opens: for tests about what a single
+/// upstream answer maps to, not about resilience.
+pub fn single_attempt(mut settings: Settings) -> Settings {
+    settings.resilience.max_attempts = 1;
+    settings.resilience.breaker.failure_threshold = u32::MAX;
+    settings
+}

@@ -8,7 +8,7 @@ use kgen_gateway::{
 };
 use tonic::Code;
 
-use crate::helpers::{assert_status, settings_for, upstream_status_of, TestApp};
+use crate::helpers::{assert_status, settings_for, single_attempt, upstream_status_of, TestApp};
 
 async fn sandboxed() -> TestApp {
     let mut settings: Settings = settings_for("http://unused.invalid");
@@ -64,7 +64,9 @@ async fn sandbox_returns_realistic_sessions_and_remembers_users() {
 
 #[tokio::test]
 async fn sandbox_magic_user_ids_inject_upstream_faults() {
-    let app = sandboxed().await;
+    let mut settings = single_attempt(settings_for("http://unused.invalid"));
+    settings.sandbox = true;
+    let app = TestApp::spawn(settings).await;
 
     let limited = app
         .create_session("fault:status:429")

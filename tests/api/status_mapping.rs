@@ -6,7 +6,9 @@ use serde_json::json;
 use tonic::Code;
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{assert_status, upstream_status_of, TestApp, CLIENT_SECRET};
+use crate::helpers::{
+    assert_status, settings_for, single_attempt, upstream_status_of, TestApp, CLIENT_SECRET,
+};
 
 async fn answer(mock: &MockServer, response: ResponseTemplate) {
     mock.reset().await;
@@ -39,7 +41,7 @@ async fn every_upstream_http_status_maps_to_its_code_and_reason() {
         (304, Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS"),
     ];
     let mock = MockServer::start().await;
-    let app = TestApp::with_upstream(&mock).await;
+    let app = TestApp::spawn(single_attempt(settings_for(&mock.uri()))).await;
 
     for (http, code, reason) in rows {
         answer(
