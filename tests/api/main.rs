@@ -3,6 +3,8 @@
 
 mod binary;
 mod deadlines;
+mod fault_upstream;
+mod faults;
 mod helpers;
 mod introspection;
 mod sandbox;
