@@ -10,10 +10,10 @@ use tokio_rustls::{
     TlsAcceptor,
 };
 use tonic::Code;
-use tonic_types::StatusExt;
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
+use tonic_types::StatusExt;
 
 use crate::{
     fault_upstream::FaultUpstream,

@@ -7,6 +7,8 @@ mod fault_upstream;
 mod faults;
 mod helpers;
 mod introspection;
+mod limits;
+mod properties;
 mod sandbox;
 mod session;
 mod shutdown;

@@ -1,0 +1,53 @@
+//! Server limits: request size, connection age.
+
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tonic::Code;
+use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{settings_for, TestApp};
+
+#[tokio::test]
+async fn requests_over_the_size_limit_are_refused_before_any_upstream_call() {
+    let mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&mock)
+        .await;
+    let mut settings = settings_for(&mock.uri());
+    settings.server.max_request_size = 4 * 1024;
+    let app = TestApp::spawn(settings).await;
+
+    let status = app
+        .create_session(&"x".repeat(8 * 1024))
+        .await
+        .expect_err("too large");
+
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+}
+
+#[tokio::test]
+async fn connections_older_than_the_max_age_are_asked_to_go_away() {
+    let mock = MockServer::start().await;
+    let mut settings = settings_for(&mock.uri());
+    settings.server.max_connection_age = Duration::from_millis(200);
+    settings.server.max_connection_age_grace = Duration::from_millis(500);
+    let app = TestApp::spawn(settings).await;
+
+    // A bare HTTP/2 connection: its driver future ends when the server closes the connection.
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (_sender, connection) = hyper::client::conn::http2::handshake::<_, _, tonic::body::Body>(
+        TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    let closed = tokio::time::timeout(Duration::from_secs(5), connection).await;
+
+    assert!(
+        closed.is_ok(),
+        "the server closed a connection past its max age (about 200 ms ± 10 %)"
+    );
+}
