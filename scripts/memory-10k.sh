@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Measures the gateway's memory with 10,000 slow calls in flight: the upstream (the standalone sandbox, in its
+# own process) holds every call for --hold-ms; h2load keeps 10,000 streams open on 10 connections.
+# Usage: scripts/memory-10k.sh [--binary target/release/kgen-gateway] [--calls 10000] [--hold-ms 15000]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+binary=""
+calls=10000
+hold_ms=15000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --binary) binary=$2; shift 2 ;;
+    --calls) calls=$2; shift 2 ;;
+    --hold-ms) hold_ms=$2; shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$binary" ]; then
+  (cd "$root" && cargo build --release --locked --quiet)
+  binary="$root/target/release/kgen-gateway"
+fi
+command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { echo "process $2 exited:" >&2; cat "$work"/*.log >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "port $1 never opened" >&2; exit 1
+}
+
+upstream_port=$(free_port)
+gateway_port=$(free_port)
+RUST_LOG=warn "$binary" sandbox --listen "127.0.0.1:$upstream_port" 2>"$work/sandbox.log" &
+pids+=($!)
+wait_port "$upstream_port" "$!"
+KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG=warn "$binary" --listen "127.0.0.1:$gateway_port" \
+  --upstream-url "http://127.0.0.1:$upstream_port" --client-id sandbox-client \
+  --max-concurrent-upstream "$calls" --upstream-timeout 120s 2>"$work/gateway.log" &
+gateway=$!
+pids+=($gateway)
+wait_port "$gateway_port" "$gateway"
+
+user_id="fault:delay:$hold_ms"
+python3 - "$user_id" "$work/request.bin" <<'PY'
+import struct, sys
+user = sys.argv[1].encode()
+message = b"\x0a" + bytes([len(user)]) + user
+open(sys.argv[2], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
+PY
+
+idle=$(rss_kib "$gateway")
+h2load -n "$calls" -c 10 -m $((calls / 10)) -t 1 --data="$work/request.bin" \
+  -H 'content-type: application/grpc' -H 'te: trailers' \
+  "http://127.0.0.1:$gateway_port/kgen.session.v1.SessionService/CreateSession" >"$work/h2load.log" 2>&1 &
+load=$!
+peak=$idle
+in_flight_seen=0
+for _ in $(seq $((hold_ms / 500))); do
+  sleep 0.5
+  rss=$(rss_kib "$gateway")
+  [ "$rss" -gt "$peak" ] && peak=$rss
+  conns=$(ls /proc/"$gateway"/fd | wc -l)
+  [ "$conns" -gt "$in_flight_seen" ] && in_flight_seen=$conns
+done
+wait "$load" || true
+after=$(rss_kib "$gateway")
+echo "== h2load"
+grep -E 'finished in|requests:|status codes' "$work/h2load.log"
+echo "== gateway memory with $calls calls held ${hold_ms} ms upstream"
+echo "RSS idle:        ${idle} KiB"
+echo "RSS peak:        ${peak} KiB"
+echo "RSS after:       ${after} KiB"
+echo "open fds (peak): ${in_flight_seen} (upstream connections + client connections)"
+echo "peak - idle per call: $(( (peak - idle) * 1024 / calls )) bytes"
+kill -0 "$gateway" || { echo "gateway died" >&2; exit 1; }
