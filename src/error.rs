@@ -187,6 +187,10 @@ impl From<Error> for Status {
 impl From<CallError> for Status {
     fn from(CallError { error, attempts }: CallError) -> Self {
         let (code, reason, severity) = error.classify();
+        let span = tracing::Span::current();
+        span.record("grpc_code", crate::metrics::code_name(code));
+        span.record("attempts", attempts);
+        span.record("reason", reason);
         match severity {
             Severity::Caller => tracing::debug!(reason, attempts, error = %error, "call failed"),
             Severity::Upstream => tracing::warn!(reason, attempts, error = %error, "call failed"),

@@ -15,15 +15,20 @@
 //! - [`resilience`]: the concurrency limit with its short queue, retries under a budget; [`breaker`]: the circuit
 //!   breaker.
 //! - [`upstream`]: the one KGeN HTTP client and its lenient wire model.
+//! - [`metrics`]: Prometheus metrics and the layer counting every gRPC call; [`correlation`]: `x-request-id`
+//!   and W3C trace context.
 //! - [`error`]: the one place where failures become `tonic::Status` (with `ErrorInfo`, `RetryInfo`, `BadRequest`).
 //! - [`proto`]: the generated contract and the descriptor set served by reflection.
 //! - [`sandbox`]: an embedded fake KGeN upstream for offline use, tests and benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod breaker;
 pub mod config;
+pub mod correlation;
 pub mod deadline;
 pub mod error;
+pub mod metrics;
 pub mod proto;
 pub mod resilience;
 pub mod sandbox;

@@ -9,8 +9,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::{
+    correlation::Correlation,
     deadline,
     error::{CallError, Error},
+    metrics::Metrics,
     proto::{session_service_server::SessionService, CreateSessionRequest, CreateSessionResponse},
     resilience::{Next, Resilience},
     upstream::UpstreamClient,
@@ -26,6 +28,7 @@ pub struct SessionGateway {
     upstream: Arc<UpstreamClient>,
     upstream_timeout: Duration,
     resilience: Arc<Resilience>,
+    metrics: Arc<Metrics>,
     cut_off: CancellationToken,
 }
 
@@ -36,12 +39,14 @@ impl SessionGateway {
         upstream: Arc<UpstreamClient>,
         upstream_timeout: Duration,
         resilience: Arc<Resilience>,
+        metrics: Arc<Metrics>,
         cut_off: CancellationToken,
     ) -> Self {
         Self {
             upstream,
             upstream_timeout,
             resilience,
+            metrics,
             cut_off,
         }
     }
@@ -51,6 +56,7 @@ impl SessionGateway {
         &self,
         user_id: &str,
         deadline: Option<Instant>,
+        correlation: &Correlation,
     ) -> Result<CreateSessionResponse, CallError> {
         validate_user_id(user_id)?;
         tracing::Span::current().record("user_id", user_id);
@@ -62,7 +68,7 @@ impl SessionGateway {
         tokio::select! {
             biased;
             () = self.cut_off.cancelled() => Err(Error::ShuttingDown.into()),
-            result = self.call_upstream(user_id, deadline) => result,
+            result = self.call_upstream(user_id, deadline, correlation) => result,
         }
     }
 
@@ -71,6 +77,7 @@ impl SessionGateway {
         &self,
         user_id: &str,
         deadline: Option<Instant>,
+        correlation: &Correlation,
     ) -> Result<CreateSessionResponse, CallError> {
         let _slot = self.resilience.admit(deadline).await?;
         self.resilience.first_attempt();
@@ -85,7 +92,7 @@ impl SessionGateway {
                     });
                 }
             };
-            let outcome = self.attempt(user_id, deadline).await;
+            let outcome = self.attempt(user_id, deadline, correlation).await;
             admission.record(match &outcome {
                 Ok(_) => Some(false),
                 Err(error) if error.is_upstream_failure() => Some(true),
@@ -98,6 +105,7 @@ impl SessionGateway {
             match self.resilience.after_failure(attempt, &error, deadline) {
                 Next::RetryAfter(delay) => {
                     tracing::debug!(attempt, ?delay, reason = error.reason(), "retrying");
+                    self.metrics.upstream_retry();
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -119,6 +127,7 @@ impl SessionGateway {
         &self,
         user_id: &str,
         deadline: Option<Instant>,
+        correlation: &Correlation,
     ) -> Result<crate::upstream::Session, Error> {
         let (budget, caller_bound) = match deadline {
             Some(deadline) => {
@@ -133,15 +142,48 @@ impl SessionGateway {
             }
             None => (self.upstream_timeout, false),
         };
-        tokio::time::timeout(budget, self.upstream.create_session(user_id))
-            .await
-            .map_err(|_| {
-                if caller_bound {
-                    Error::DeadlineExceeded
-                } else {
-                    Error::UpstreamTimeout(self.upstream_timeout)
-                }
-            })?
+        let started = Instant::now();
+        let outcome =
+            tokio::time::timeout(budget, self.upstream.create_session(user_id, correlation))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(if caller_bound {
+                        Error::DeadlineExceeded
+                    } else {
+                        Error::UpstreamTimeout(self.upstream_timeout)
+                    })
+                });
+        self.metrics
+            .upstream_attempt(attempt_outcome(&outcome), started.elapsed());
+        outcome
+    }
+}
+
+/// The `status` label of `kgen_upstream_responses_total` for one attempt.
+fn attempt_outcome(outcome: &Result<crate::upstream::Session, Error>) -> &'static str {
+    match outcome {
+        Ok(_) | Err(Error::BadResponse(_) | Error::TooLarge { .. }) => "2xx",
+        Err(Error::Status(status)) => match status.code {
+            300..=399 => "3xx",
+            400 => "400",
+            401 => "401",
+            403 => "403",
+            404 => "404",
+            408 => "408",
+            409 => "409",
+            422 => "422",
+            429 => "429",
+            400..=499 => "4xx",
+            500 => "500",
+            501 => "501",
+            502 => "502",
+            503 => "503",
+            504 => "504",
+            _ => "5xx",
+        },
+        Err(Error::Unreachable(_)) => "unreachable",
+        Err(Error::Tls(_)) => "tls_error",
+        Err(_) => "timeout",
     }
 }
 
@@ -153,20 +195,39 @@ impl SessionService for SessionGateway {
     ) -> Result<Response<CreateSessionResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline::from_metadata(request.metadata(), started);
+        let correlation = Correlation::from_headers(request.metadata().as_ref());
+        let caller = request.extensions().get::<Caller>().map(|c| c.0.clone());
         let user_id = request.into_inner().user_id;
         // `user_id` is recorded once validated: an invalid one may be huge or hold control characters.
-        let span = tracing::info_span!("create_session", user_id = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "call",
+            method = "CreateSession",
+            request_id = correlation.request_id(),
+            caller = caller.as_deref().unwrap_or(""),
+            user_id = tracing::field::Empty,
+            upstream_status = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            grpc_code = tracing::field::Empty,
+            reason = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
         let result = self
-            .create(&user_id, deadline)
+            .create(&user_id, deadline, &correlation)
             .instrument(span.clone())
             .await;
-        // Failures are logged while turned into a status: inside the span, so the log line names the user.
+        // The outcome is logged (by the status mapping) inside the span, so its line carries the call's fields.
         let _entered = span.enter();
+        span.record("latency_ms", started.elapsed().as_secs_f64() * 1000.0);
         let session = result?;
-        tracing::debug!(elapsed = ?started.elapsed(), "session created");
+        span.record("grpc_code", "OK");
+        tracing::debug!("session created");
         Ok(Response::new(session))
     }
 }
+
+/// The authenticated calling service, put in the request extensions by caller authentication.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
 
 /// Checks `user_id` before anything is sent upstream.
 pub fn validate_user_id(user_id: &str) -> Result<(), Error> {

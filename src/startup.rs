@@ -4,7 +4,15 @@
 //! Shutdown: health flips to NOT_SERVING, the server stops accepting connections and sends HTTP/2 GOAWAY so no
 //! new calls start, in-flight calls get up to the grace period to finish, and `run` returns.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -19,9 +27,13 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::{server::HealthReporter, ServingStatus};
+use tower::Layer;
 
 use crate::{
+    admin::{self, AdminState},
     config::{expose, ServerSettings, Settings},
+    correlation::{RequestIdLayer, RequestIdService},
+    metrics::{Metrics, MetricsLayer, MetricsService},
     proto::{self, session_service_server::SessionServiceServer},
     resilience::Resilience,
     sandbox::{self, SandboxConfig, SandboxHandle},
@@ -56,6 +68,9 @@ pub enum StartupError {
 pub struct Application {
     gateway: SessionGateway,
     resilience: Arc<Resilience>,
+    metrics: Arc<Metrics>,
+    admin: Option<TcpListener>,
+    ready: Arc<AtomicBool>,
     server: ServerSettings,
     cut_off: CancellationToken,
     shutdown_grace: Duration,
@@ -86,14 +101,19 @@ impl Application {
         tracing::info!(upstream = %upstream.endpoint(), "upstream configured");
         let cut_off = CancellationToken::new();
         let resilience = Arc::new(Resilience::new(&settings.resilience));
+        let metrics = Arc::new(Metrics::new());
         Ok(Self {
             gateway: SessionGateway::new(
                 upstream,
                 settings.upstream.timeout,
                 resilience.clone(),
+                metrics.clone(),
                 cut_off.clone(),
             ),
             resilience,
+            metrics,
+            admin: None,
+            ready: Arc::new(AtomicBool::new(false)),
             server: settings.server,
             cut_off,
             shutdown_grace: settings.shutdown_grace,
@@ -104,6 +124,11 @@ impl Application {
     /// The retry budget, concurrency limit and circuit breaker shared by all calls (for inspection).
     pub fn resilience(&self) -> Arc<Resilience> {
         self.resilience.clone()
+    }
+
+    /// Also serve the admin HTTP endpoints (`/metrics`, `/healthz`, `/readyz`) on `listener` while running.
+    pub fn serve_admin_on(&mut self, listener: TcpListener) {
+        self.admin = Some(listener);
     }
 
     /// The embedded sandbox's address, when running with `--sandbox`.
@@ -137,6 +162,7 @@ impl Application {
             .add_service(reflection().build_v1alpha()?)
             .add_service(sessions)
             .prepare();
+        let service = MetricsLayer::new(self.metrics.clone()).layer(RequestIdLayer.layer(routes));
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1().timer(TokioTimer::new());
@@ -147,6 +173,18 @@ impl Application {
             .keep_alive_timeout(self.server.http2_keepalive_timeout);
         let drain = CancellationToken::new();
         let mut connections = JoinSet::new();
+        let admin = match self.admin {
+            Some(listener) => {
+                let state = AdminState {
+                    metrics: self.metrics.clone(),
+                    resilience: self.resilience.clone(),
+                    ready: self.ready.clone(),
+                };
+                Some(admin::spawn(listener, state, drain.clone()).map_err(StartupError::Listener)?)
+            }
+            None => None,
+        };
+        self.ready.store(true, Ordering::SeqCst);
         tracing::info!(%addr, "kgen-gateway serving gRPC");
 
         tokio::pin!(shutdown);
@@ -156,7 +194,7 @@ impl Application {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _peer)) => {
                         configure_socket(&stream, &self.server);
-                        let service = TowerToHyperService::new(routes.clone());
+                        let service = TowerToHyperService::new(service.clone());
                         let connection = http.serve_connection(TokioIo::new(stream), service).into_owned();
                         let lifetime = ConnectionLifetime {
                             max_age: jittered(self.server.max_connection_age),
@@ -177,6 +215,7 @@ impl Application {
 
         tracing::info!(grace = ?self.shutdown_grace, "shutting down: NOT_SERVING, draining in-flight calls");
         set_serving(&health, ServingStatus::NotServing).await;
+        self.ready.store(false, Ordering::SeqCst);
         drop(listener);
         // GOAWAY on every connection: calls in flight go on, new ones are refused.
         drain.cancel();
@@ -195,13 +234,17 @@ impl Application {
         if let Some(sandbox) = self.sandbox {
             sandbox.stop();
         }
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         tracing::info!("kgen-gateway stopped");
         Ok(())
     }
 }
 
+type GrpcService = MetricsService<RequestIdService<Routes>>;
 type Connection =
-    auto::Connection<'static, TokioIo<TcpStream>, TowerToHyperService<Routes>, TokioExecutor>;
+    auto::Connection<'static, TokioIo<TcpStream>, TowerToHyperService<GrpcService>, TokioExecutor>;
 
 /// How long one client connection lives: until the client closes it, the gateway drains, or it ages out.
 struct ConnectionLifetime {

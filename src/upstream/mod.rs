@@ -24,6 +24,7 @@ pub use model::{parse_go_time, DecodeError, Session};
 
 use crate::{
     config::{expose, UpstreamSettings},
+    correlation::{Correlation, REQUEST_ID, TRACEPARENT, TRACESTATE},
     error::{sanitize_upstream_message, Error, UpstreamStatus},
 };
 
@@ -111,17 +112,32 @@ impl UpstreamClient {
     }
 
     /// Creates (or retrieves) the session of `user_id`. Dropping the future aborts the HTTP request.
-    pub async fn create_session(&self, user_id: &str) -> Result<Session, Error> {
+    pub async fn create_session(
+        &self,
+        user_id: &str,
+        correlation: &Correlation,
+    ) -> Result<Session, Error> {
+        let mut headers = self.headers.clone();
+        for (name, value) in [
+            (REQUEST_ID, &correlation.request_id),
+            (TRACEPARENT, &correlation.traceparent),
+            (TRACESTATE, &correlation.tracestate),
+        ] {
+            if let Some(value) = value {
+                headers.insert(name, value.clone());
+            }
+        }
         let response = self
             .http
             .post(self.endpoint.clone())
-            .headers(self.headers.clone())
+            .headers(headers)
             .json(&CreateSessionBody { user_id })
             .send()
             .await
             .map_err(transport_error)?;
 
         let status = response.status();
+        tracing::Span::current().record("upstream_status", status.as_u16());
         if status.is_success() {
             let body = read_capped(response, self.max_body).await?;
             return Session::decode(&body).map_err(|e| Error::BadResponse(e.to_string()));

@@ -1,0 +1,459 @@
+//! Prometheus metrics, under the names gRPC dashboards already read (go-grpc-prometheus style:
+//! `grpc_server_started_total`, `grpc_server_handled_total`, `grpc_server_handling_seconds`) plus `kgen_upstream_*`
+//! for the KGeN side, and the tower layer that counts every gRPC call whatever the service.
+//!
+//! Labels are `&'static str` picked from fixed tables, so counting a call allocates nothing.
+
+use std::{
+    fmt::Write as _,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tonic::Code;
+use tower::{Layer, Service};
+
+use crate::breaker::BreakerState;
+
+/// go-grpc-prometheus' default latency buckets (seconds).
+const GRPC_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Finer buckets for KGeN's latency (seconds).
+const UPSTREAM_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    grpc_type: &'static str,
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandledLabels {
+    grpc_type: &'static str,
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+    grpc_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    started: Family<MethodLabels, Counter>,
+    handled: Family<HandledLabels, Counter>,
+    handling: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    upstream_responses: Family<StatusLabels, Counter>,
+    upstream_seconds: Histogram,
+    upstream_retries: Counter,
+    upstream_in_flight: Gauge,
+    breaker_state: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let started = Family::<MethodLabels, Counter>::default();
+        let handled = Family::<HandledLabels, Counter>::default();
+        let handling: Family<MethodLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(GRPC_BUCKETS));
+        let upstream_responses = Family::<StatusLabels, Counter>::default();
+        let upstream_seconds = Histogram::new(UPSTREAM_BUCKETS);
+        let upstream_retries = Counter::default();
+        let upstream_in_flight = Gauge::default();
+        let breaker_state = Gauge::default();
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+
+        registry.register(
+            "grpc_server_started",
+            "RPCs started on the server",
+            started.clone(),
+        );
+        registry.register(
+            "grpc_server_handled",
+            "RPCs completed on the server, whatever their status",
+            handled.clone(),
+        );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "Response latency of RPCs handled by the server",
+            handling.clone(),
+        );
+        registry.register(
+            "kgen_upstream_responses",
+            "Upstream attempts by outcome: KGeN's HTTP status, or unreachable / tls_error / timeout",
+            upstream_responses.clone(),
+        );
+        registry.register(
+            "kgen_upstream_request_duration_seconds",
+            "Latency of upstream attempts",
+            upstream_seconds.clone(),
+        );
+        registry.register(
+            "kgen_upstream_retries",
+            "Upstream retries made",
+            upstream_retries.clone(),
+        );
+        registry.register(
+            "kgen_upstream_in_flight",
+            "Upstream calls holding a concurrency slot",
+            upstream_in_flight.clone(),
+        );
+        registry.register(
+            "kgen_upstream_breaker_state",
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "kgen_gateway_build",
+            "Build information (always 1)",
+            build_info,
+        );
+        Self {
+            registry,
+            started,
+            handled,
+            handling,
+            upstream_responses,
+            upstream_seconds,
+            upstream_retries,
+            upstream_in_flight,
+            breaker_state,
+        }
+    }
+
+    /// Records one upstream attempt.
+    pub fn upstream_attempt(&self, outcome: &'static str, elapsed: std::time::Duration) {
+        self.upstream_responses
+            .get_or_create(&StatusLabels { status: outcome })
+            .inc();
+        self.upstream_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one retry.
+    pub fn upstream_retry(&self) {
+        self.upstream_retries.inc();
+    }
+
+    /// The Prometheus text exposition, with the gauges read at scrape time.
+    pub fn encode(&self, in_flight: usize, breaker: BreakerState) -> String {
+        self.upstream_in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        self.breaker_state.set(match breaker {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        });
+        let mut text = String::with_capacity(8 * 1024);
+        if encode(&mut text, &self.registry).is_err() {
+            let _ = writeln!(text, "# encoding failed");
+        }
+        text
+    }
+}
+
+/// The label values of a known method, or of `unknown`.
+fn method_labels(path: &str) -> MethodLabels {
+    const KNOWN: [(&str, &str, &str, &str); 5] = [
+        (
+            "/kgen.session.v1.SessionService/CreateSession",
+            "unary",
+            "kgen.session.v1.SessionService",
+            "CreateSession",
+        ),
+        (
+            "/grpc.health.v1.Health/Check",
+            "unary",
+            "grpc.health.v1.Health",
+            "Check",
+        ),
+        (
+            "/grpc.health.v1.Health/Watch",
+            "server_stream",
+            "grpc.health.v1.Health",
+            "Watch",
+        ),
+        (
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "bidi_stream",
+            "grpc.reflection.v1.ServerReflection",
+            "ServerReflectionInfo",
+        ),
+        (
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            "bidi_stream",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "ServerReflectionInfo",
+        ),
+    ];
+    KNOWN.iter().find(|(known, ..)| *known == path).map_or(
+        MethodLabels {
+            grpc_type: "unary",
+            grpc_service: "unknown",
+            grpc_method: "unknown",
+        },
+        |&(_, grpc_type, grpc_service, grpc_method)| MethodLabels {
+            grpc_type,
+            grpc_service,
+            grpc_method,
+        },
+    )
+}
+
+/// grpc-go's names of the status codes, as dashboards expect them.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
+    let value = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(Code::from_i32(value))
+}
+
+// === impl MetricsLayer ===
+
+/// Counts every gRPC call: started when the request arrives, handled (with its code) when the response's
+/// `grpc-status` is known, from the headers (trailers-only) or from the trailers.
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl MetricsLayer {
+    /// A layer recording into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// See [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for MetricsService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Unpin,
+{
+    type Response = http::Response<MetricsBody<ResBody>>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let labels = method_labels(request.uri().path());
+        self.metrics.started.get_or_create(&labels).inc();
+        let recorder = Recorder {
+            metrics: self.metrics.clone(),
+            labels,
+            started: Instant::now(),
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            let recorder = match grpc_status(response.headers()) {
+                Some(code) => {
+                    recorder.finish(code);
+                    None
+                }
+                None => Some(recorder),
+            };
+            Ok(response.map(|inner| MetricsBody { inner, recorder }))
+        })
+    }
+}
+
+/// Records a call's end once.
+#[derive(Debug)]
+struct Recorder {
+    metrics: Arc<Metrics>,
+    labels: MethodLabels,
+    started: Instant,
+}
+
+impl Recorder {
+    fn finish(self, code: Code) {
+        let MethodLabels {
+            grpc_type,
+            grpc_service,
+            grpc_method,
+        } = self.labels.clone();
+        self.metrics
+            .handled
+            .get_or_create(&HandledLabels {
+                grpc_type,
+                grpc_service,
+                grpc_method,
+                grpc_code: code_name(code),
+            })
+            .inc();
+        self.metrics
+            .handling
+            .get_or_create(&self.labels)
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// A response body that records the call when its trailers pass (or when it is dropped unfinished: the caller
+/// went away, counted as `Canceled`).
+#[derive(Debug)]
+pub struct MetricsBody<B> {
+    inner: B,
+    recorder: Option<Recorder>,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for MetricsBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        let code = match &frame {
+            Some(Ok(frame)) => frame
+                .trailers_ref()
+                .map(|t| grpc_status(t).unwrap_or(Code::Unknown)),
+            Some(Err(_)) => Some(Code::Unknown),
+            None => Some(Code::Unknown),
+        };
+        if let (Some(code), Some(recorder)) = (code, this.recorder.take()) {
+            recorder.finish(code);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for MetricsBody<B> {
+    fn drop(&mut self) {
+        if let Some(recorder) = self.recorder.take() {
+            recorder.finish(Code::Cancelled);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_uses_the_standard_names() {
+        let metrics = Metrics::new();
+        let labels = method_labels("/kgen.session.v1.SessionService/CreateSession");
+        metrics.started.get_or_create(&labels).inc();
+        Recorder {
+            metrics: Arc::new(Metrics::new()),
+            labels: labels.clone(),
+            started: Instant::now(),
+        }
+        .finish(Code::Ok);
+        metrics.upstream_attempt("200", std::time::Duration::from_millis(3));
+        metrics.upstream_retry();
+        let text = metrics.encode(7, BreakerState::Open);
+        for needle in [
+            "grpc_server_started_total{grpc_type=\"unary\",grpc_service=\"kgen.session.v1.SessionService\",grpc_method=\"CreateSession\"} 1",
+            "kgen_upstream_responses_total{status=\"200\"} 1",
+            "kgen_upstream_request_duration_seconds_bucket{le=\"0.005\"} 1",
+            "kgen_upstream_retries_total 1",
+            "kgen_upstream_in_flight 7",
+            "kgen_upstream_breaker_state 1",
+            "kgen_gateway_build{version=\"",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_paths_share_one_label_set() {
+        assert_eq!(method_labels("/evil/path").grpc_service, "unknown");
+        assert_eq!(
+            method_labels("/grpc.health.v1.Health/Watch").grpc_type,
+            "server_stream"
+        );
+    }
+}
