@@ -163,24 +163,29 @@ impl SessionGateway {
 fn attempt_outcome(outcome: &Result<crate::upstream::Session, Error>) -> &'static str {
     match outcome {
         Ok(_) | Err(Error::BadResponse(_) | Error::TooLarge { .. }) => "2xx",
-        Err(Error::Status(status)) => match status.code {
-            300..=399 => "3xx",
-            400 => "400",
-            401 => "401",
-            403 => "403",
-            404 => "404",
-            408 => "408",
-            409 => "409",
-            422 => "422",
-            429 => "429",
-            400..=499 => "4xx",
-            500 => "500",
-            501 => "501",
-            502 => "502",
-            503 => "503",
-            504 => "504",
-            _ => "5xx",
-        },
+        Err(Error::Status(status)) => {
+            const NAMED: [(u16, &str); 13] = [
+                (400, "400"),
+                (401, "401"),
+                (403, "403"),
+                (404, "404"),
+                (408, "408"),
+                (409, "409"),
+                (422, "422"),
+                (429, "429"),
+                (500, "500"),
+                (501, "501"),
+                (502, "502"),
+                (503, "503"),
+                (504, "504"),
+            ];
+            match NAMED.iter().find(|(code, _)| *code == status.code) {
+                Some((_, name)) => name,
+                None if status.code < 400 => "3xx",
+                None if status.code < 500 => "4xx",
+                None => "5xx",
+            }
+        }
         Err(Error::Unreachable(_)) => "unreachable",
         Err(Error::Tls(_)) => "tls_error",
         Err(_) => "timeout",
