@@ -143,16 +143,12 @@ impl SessionGateway {
             None => (self.upstream_timeout, false),
         };
         let started = Instant::now();
-        let outcome =
-            tokio::time::timeout(budget, self.upstream.create_session(user_id, correlation))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(if caller_bound {
-                        Error::DeadlineExceeded
-                    } else {
-                        Error::UpstreamTimeout(self.upstream_timeout)
-                    })
-                });
+        let call = self.upstream.create_session(user_id, correlation);
+        let outcome = match tokio::time::timeout(budget, call).await {
+            Ok(outcome) => outcome,
+            Err(_elapsed) if caller_bound => Err(Error::DeadlineExceeded),
+            Err(_elapsed) => Err(Error::UpstreamTimeout(self.upstream_timeout)),
+        };
         self.metrics
             .upstream_attempt(attempt_outcome(&outcome), started.elapsed());
         outcome
