@@ -58,6 +58,9 @@ pub struct GatewayArgs {
     /// Address the gRPC server listens on.
     #[arg(long, env = "KGEN_GATEWAY_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
+    /// Address of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "KGEN_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
     /// Base URL of KGeN's platform API (`/s2s/session/` is appended).
     #[arg(long, env = "KGEN_UPSTREAM_URL", default_value = DEFAULT_UPSTREAM_URL)]
     pub upstream_url: String,
@@ -157,6 +160,8 @@ pub struct SandboxArgs {
 pub struct Settings {
     /// Where production binds (tests bind their own listener).
     pub listen: SocketAddr,
+    /// Where production binds the admin endpoints.
+    pub admin_listen: SocketAddr,
     /// The upstream call.
     pub upstream: UpstreamSettings,
     /// Retries, overload protection and circuit breaking.
@@ -273,6 +278,7 @@ impl Settings {
     pub fn new(upstream: UpstreamSettings) -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             upstream,
             resilience: ResilienceSettings::default(),
             server: ServerSettings::default(),
@@ -448,6 +454,7 @@ impl GatewayArgs {
         };
         Ok(Settings {
             listen: self.listen,
+            admin_listen: self.admin_listen,
             upstream,
             resilience,
             server,

@@ -40,16 +40,21 @@ async fn run_gateway(args: GatewayArgs) -> Result<(), (u8, String)> {
         .into_settings(secret)
         .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     telemetry::init(settings.log_format);
-    let listen = settings.listen;
-    let app = Application::build(settings)
+    let (listen, admin_listen) = (settings.listen, settings.admin_listen);
+    let mut app = Application::build(settings)
         .await
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| (EXIT_RUNTIME, format!("cannot listen on {listen}: {e}")))?;
+    let listener = bind(listen).await?;
+    app.serve_admin_on(bind(admin_listen).await?);
     app.run(listener, startup::shutdown_signal())
         .await
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, (u8, String)> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| (EXIT_RUNTIME, format!("cannot listen on {addr}: {e}")))
 }
 
 async fn run_sandbox(args: SandboxArgs) -> Result<(), (u8, String)> {

@@ -394,8 +394,10 @@ impl<B: Body<Data = Bytes> + Unpin> Body for MetricsBody<B> {
             Some(Err(_)) => Some(Code::Unknown),
             None => Some(Code::Unknown),
         };
-        if let (Some(code), Some(recorder)) = (code, this.recorder.take()) {
-            recorder.finish(code);
+        if let Some(code) = code {
+            if let Some(recorder) = this.recorder.take() {
+                recorder.finish(code);
+            }
         }
         Poll::Ready(frame)
     }

@@ -172,6 +172,8 @@ impl Application {
             .keep_alive_interval(self.server.http2_keepalive_interval)
             .keep_alive_timeout(self.server.http2_keepalive_timeout);
         let drain = CancellationToken::new();
+        // The admin endpoints outlive the drain, so probes see /readyz turn 503 while calls finish.
+        let admin_stop = CancellationToken::new();
         let mut connections = JoinSet::new();
         let admin = match self.admin {
             Some(listener) => {
@@ -180,7 +182,10 @@ impl Application {
                     resilience: self.resilience.clone(),
                     ready: self.ready.clone(),
                 };
-                Some(admin::spawn(listener, state, drain.clone()).map_err(StartupError::Listener)?)
+                Some(
+                    admin::spawn(listener, state, admin_stop.clone())
+                        .map_err(StartupError::Listener)?,
+                )
             }
             None => None,
         };
@@ -234,8 +239,9 @@ impl Application {
         if let Some(sandbox) = self.sandbox {
             sandbox.stop();
         }
+        admin_stop.cancel();
         if let Some(admin) = admin {
-            admin.abort();
+            let _ = tokio::time::timeout(CUT_OFF_FLUSH, admin).await;
         }
         tracing::info!("kgen-gateway stopped");
         Ok(())

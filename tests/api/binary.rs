@@ -92,6 +92,8 @@ async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
             "--sandbox",
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--log-format",
             "json",
             "--shutdown-grace",

@@ -30,6 +30,8 @@ pub const CLIENT_SECRET: &str = "test-secret-5f2b9c";
 /// A gateway running in this process.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_addr: SocketAddr,
     pub client: SessionServiceClient<Channel>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), StartupError>>>,
@@ -39,13 +41,17 @@ impl TestApp {
     pub async fn spawn(settings: Settings) -> TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
-        let app = Application::build(settings).await.expect("gateway builds");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let admin_addr = admin.local_addr().expect("local addr");
+        let mut app = Application::build(settings).await.expect("gateway builds");
+        app.serve_admin_on(admin);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run(listener, async {
             let _ = stopped.await;
         }));
         TestApp {
             addr,
+            admin_addr,
             client: SessionServiceClient::new(channel(addr).await),
             shutdown: Some(shutdown),
             server: Some(server),
@@ -95,6 +101,15 @@ impl TestApp {
             .parse()
             .expect("valid origin");
         SessionServiceClient::with_origin(http, origin)
+    }
+
+    /// GETs `path` on the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.admin_addr))
+            .await
+            .expect("admin answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("admin body"))
     }
 
     /// Triggers graceful shutdown and waits for `run` to return.

@@ -8,6 +8,7 @@ mod faults;
 mod helpers;
 mod introspection;
 mod limits;
+mod observability;
 mod properties;
 mod sandbox;
 mod session;

@@ -1,0 +1,374 @@
+//! Metrics scraped after real calls, probes, request ids and trace context, and logs that never leak.
+
+use std::{process::Stdio, time::Duration};
+
+use kgen_gateway::proto::CreateSessionRequest;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tonic::{Code, Request};
+use wiremock::{
+    matchers::{body_json, header, header_exists, method},
+    Mock, MockServer, ResponseTemplate,
+};
+
+use crate::helpers::{
+    example_session, settings_for, single_attempt, TestApp, CLIENT_ID, CLIENT_SECRET,
+};
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_real_calls_by_method_code_and_upstream_status() {
+    let mock = MockServer::start().await;
+    Mock::given(body_json(json!({ "user_id": "good" })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
+        .mount(&mock)
+        .await;
+    Mock::given(body_json(json!({ "user_id": "bad" })))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&mock)
+        .await;
+    let app = TestApp::spawn(single_attempt(settings_for(&mock.uri()))).await;
+
+    app.create_session("good").await.expect("ok");
+    app.create_session("good").await.expect("ok");
+    app.create_session("bad").await.expect_err("503");
+    app.create_session("").await.expect_err("invalid");
+
+    let (status, text) = app.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    let labels = r#"grpc_type="unary",grpc_service="kgen.session.v1.SessionService",grpc_method="CreateSession""#;
+    assert_eq!(
+        metric(&text, &format!("grpc_server_started_total{{{labels}}}")),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("grpc_server_handled_total{{{labels},grpc_code=\"OK\"}}")
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("grpc_server_handled_total{{{labels},grpc_code=\"Unavailable\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("grpc_server_handled_total{{{labels},grpc_code=\"InvalidArgument\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("grpc_server_handling_seconds_count{{{labels}}}")
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        metric(&text, "kgen_upstream_responses_total{status=\"2xx\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&text, "kgen_upstream_responses_total{status=\"503\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "kgen_upstream_request_duration_seconds_count"),
+        Some(3.0)
+    );
+    assert_eq!(metric(&text, "kgen_upstream_in_flight"), Some(0.0));
+    assert_eq!(metric(&text, "kgen_upstream_breaker_state"), Some(0.0));
+    assert!(text.contains("kgen_gateway_build{version=\""), "build info");
+}
+
+#[tokio::test]
+async fn retries_and_an_open_breaker_show_in_the_metrics() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&mock)
+        .await;
+    let app = TestApp::with_upstream(&mock).await; // 3 attempts, breaker after 5 failures
+
+    for _ in 0..3 {
+        let _ = app.create_session("u").await;
+    }
+
+    let (_, text) = app.admin_get("/metrics").await;
+    assert!(
+        metric(&text, "kgen_upstream_retries_total").is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "kgen_upstream_breaker_state"),
+        Some(1.0),
+        "open after 5 failures"
+    );
+}
+
+#[tokio::test]
+async fn probes_answer_on_the_admin_listener() {
+    let mock = MockServer::start().await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    assert_eq!(app.admin_get("/healthz").await.0, 200);
+    assert_eq!(app.admin_get("/readyz").await.0, 200);
+    assert_eq!(app.admin_get("/nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn readiness_turns_503_while_the_gateway_drains() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(example_session())
+                .set_delay(Duration::from_millis(800)),
+        )
+        .mount(&mock)
+        .await;
+    let mut settings = settings_for(&mock.uri());
+    settings.shutdown_grace = Duration::from_secs(5);
+    let mut app = TestApp::spawn(settings).await;
+    let client = app.client.clone();
+    let in_flight = tokio::spawn(async move {
+        let mut client = client;
+        client
+            .create_session(CreateSessionRequest {
+                user_id: "u".into(),
+            })
+            .await
+    });
+    while mock
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let _ = app.shutdown_handle().send(());
+    let mut saw_not_ready = false;
+    for _ in 0..100 {
+        if app.admin_get("/readyz").await.0 == 503 {
+            saw_not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(saw_not_ready, "/readyz turned 503 during the drain");
+    in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight call still completes");
+}
+
+#[tokio::test]
+async fn the_callers_request_id_and_trace_context_travel_upstream_and_back() {
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(header("x-request-id", "req-abc-123"))
+        .and(header("traceparent", traceparent))
+        .and(header("tracestate", "vendor=opaque"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let mut request = Request::new(CreateSessionRequest {
+        user_id: "FTC_User1".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "req-abc-123".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("tracestate", "vendor=opaque".parse().unwrap());
+    let response = app
+        .client
+        .clone()
+        .create_session(request)
+        .await
+        .expect("session");
+
+    assert_eq!(
+        response.metadata().get("x-request-id").unwrap(),
+        "req-abc-123"
+    );
+}
+
+#[tokio::test]
+async fn a_request_id_is_generated_when_absent_and_returned_on_errors_too() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(header_exists("x-request-id"))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let status = app.create_session("FTC_User1").await.expect_err("404");
+
+    assert_eq!(status.code(), Code::NotFound);
+    let id = status
+        .metadata()
+        .get("x-request-id")
+        .expect("x-request-id on an error")
+        .to_str()
+        .unwrap();
+    assert_eq!(id.len(), 36, "a fresh UUID: {id}");
+    let sent = &mock.received_requests().await.unwrap()[0];
+    assert_eq!(
+        sent.headers.get("x-request-id").unwrap().to_str().unwrap(),
+        id,
+        "the same id went upstream"
+    );
+}
+
+/// Runs the real binary with JSON debug logs against `mock`, makes `calls`, stops it, returns its log lines.
+async fn logs_of_binary(mock: &MockServer, calls: &[(&str, &str)]) -> Vec<String> {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kgen-gateway"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--upstream-url",
+            &mock.uri(),
+            "--client-id",
+            CLIENT_ID,
+            "--upstream-max-attempts",
+            "1",
+        ])
+        .env("KGEN_CLIENT_SECRET", CLIENT_SECRET)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut logs = Vec::new();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serving before exit");
+        let event: serde_json::Value =
+            serde_json::from_str(&line).expect("one JSON object per line");
+        logs.push(line);
+        if event["message"] == "kgen-gateway serving gRPC" {
+            break event["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let mut client = kgen_gateway::proto::session_service_client::SessionServiceClient::connect(
+        format!("http://{addr}"),
+    )
+    .await
+    .unwrap();
+    for (user_id, request_id) in calls {
+        let mut request = Request::new(CreateSessionRequest {
+            user_id: (*user_id).into(),
+        });
+        request
+            .metadata_mut()
+            .insert("x-request-id", request_id.parse().unwrap());
+        let _ = client.create_session(request).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    while let Ok(Some(line)) = lines.next_line().await {
+        logs.push(line);
+    }
+    logs
+}
+
+#[tokio::test]
+async fn logs_of_a_good_and_a_failed_call_never_hold_secrets_tokens_or_contact_details() {
+    let mock = MockServer::start().await;
+    let mut session = example_session();
+    session["access_token"] = json!("eyJ-access-token-SECRET");
+    session["refresh_token"] = json!("eyJ-refresh-token-SECRET");
+    session["email"] = json!("gamer@example.com");
+    session["phonenumber"] = json!("+919876543210");
+    session["linked_phone"] = json!("+911112223334");
+    Mock::given(body_json(json!({ "user_id": "good-user" })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(session))
+        .mount(&mock)
+        .await;
+    // A failure whose body echoes the secret and a token back.
+    Mock::given(body_json(json!({ "user_id": "bad-user" })))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
+            "message": format!("internal error for secret {CLIENT_SECRET} token eyJ-access-token-SECRET")
+        })))
+        .mount(&mock)
+        .await;
+
+    let logs = logs_of_binary(
+        &mock,
+        &[("good-user", "req-good-1"), ("bad-user", "req-bad-2")],
+    )
+    .await;
+    let all = logs.join("\n");
+
+    for secret in [
+        CLIENT_SECRET,
+        "eyJ-access-token-SECRET",
+        "eyJ-refresh-token-SECRET",
+        "gamer@example.com",
+        "+919876543210",
+        "+911112223334",
+    ] {
+        assert!(
+            !all.contains(secret),
+            "{secret} leaked into the logs:\n{all}"
+        );
+    }
+    // The logs are still useful: each call's lines carry its request id, user, code and attempts.
+    let good: Vec<_> = logs.iter().filter(|l| l.contains("req-good-1")).collect();
+    assert!(
+        good.iter().any(|l| l.contains("session created")
+            && l.contains("good-user")
+            && l.contains("\"grpc_code\":\"OK\"")),
+        "{good:?}"
+    );
+    let bad: Vec<_> = logs.iter().filter(|l| l.contains("req-bad-2")).collect();
+    assert!(
+        bad.iter().any(|l| l.contains("call failed")
+            && l.contains("bad-user")
+            && l.contains("UPSTREAM_INTERNAL_ERROR")
+            && l.contains("\"upstream_status\":500")),
+        "{bad:?}"
+    );
+}
