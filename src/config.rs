@@ -3,13 +3,13 @@
 //! Every flag has an environment fallback. The client secret comes from a file (`--client-secret-file`) or from
 //! the `KGEN_CLIENT_SECRET` environment variable, never from a flag, so it does not show up in `ps`.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::breaker::BreakerSettings;
+use crate::{auth::CallerAuth, breaker::BreakerSettings};
 
 /// The upstream KGeN uses when nothing else is configured: KGeN's staging platform.
 pub const DEFAULT_UPSTREAM_URL: &str = "https://stage-platform-protocols.kgen.io";
@@ -130,6 +130,19 @@ pub struct GatewayArgs {
     /// How long calls on an aged-out connection may take to finish before it is closed.
     #[arg(long, env = "KGEN_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub max_connection_age_grace: Duration,
+    /// PEM certificate chain to serve gRPC over TLS (with --tls-key); plaintext h2c without it.
+    #[arg(long, env = "KGEN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KGEN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates signed by it (mTLS). Needs --tls-cert.
+    #[arg(long, env = "KGEN_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// File of accepted caller tokens, one `name:token` per line; calls to SessionService then need
+    /// `authorization: Bearer <token>`. Reloaded on change.
+    #[arg(long, env = "KGEN_CALLER_TOKENS_FILE")]
+    pub caller_tokens_file: Option<PathBuf>,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "KGEN_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -174,6 +187,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Replace the upstream with the embedded sandbox.
     pub sandbox: bool,
+    /// Caller authentication: the tokens file (watched for rotations) and the tokens in use.
+    pub caller_tokens: Option<(PathBuf, Arc<CallerAuth>)>,
 }
 
 /// How to reach KGeN.
@@ -185,6 +200,8 @@ pub struct UpstreamSettings {
     pub client_id: String,
     /// The game's KGeN client secret (never printed).
     pub client_secret: SecretString,
+    /// Where the secret came from, when a file: re-read so a rotated secret is used without a restart.
+    pub client_secret_file: Option<PathBuf>,
     /// Longest wait for one upstream answer.
     pub timeout: Duration,
     /// Longest wait for a connection.
@@ -242,6 +259,8 @@ pub struct ServerSettings {
     pub max_connection_age: Duration,
     /// Grace for calls on an aged-out connection.
     pub max_connection_age_grace: Duration,
+    /// TLS (and mTLS) for the gRPC listener; plaintext h2c when unset.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerSettings {
@@ -254,6 +273,7 @@ impl Default for ServerSettings {
             tcp_keepalive: Duration::from_secs(60),
             max_connection_age: Duration::from_secs(600),
             max_connection_age_grace: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -265,6 +285,7 @@ impl UpstreamSettings {
             url,
             client_id: client_id.into(),
             client_secret: SecretString::from(client_secret.into()),
+            client_secret_file: None,
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             max_body: 1024 * 1024,
@@ -285,6 +306,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(10),
             log_format: LogFormat::Text,
             sandbox: false,
+            caller_tokens: None,
         }
     }
 }
@@ -395,12 +417,29 @@ impl GatewayArgs {
             self.max_connection_age,
             "--max-connection-age / KGEN_MAX_CONNECTION_AGE",
         )?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                crate::tls::server_config(cert, key, self.tls_client_ca.as_deref())
+                    .map_err(|e| ConfigError::new("--tls-cert / --tls-key / --tls-client-ca", e))?,
+            ),
+            _ => None,
+        };
+        let caller_tokens = match self.caller_tokens_file {
+            Some(path) => {
+                let tokens = crate::auth::load(&path).map_err(|e| {
+                    ConfigError::new("--caller-tokens-file / KGEN_CALLER_TOKENS_FILE", e)
+                })?;
+                Some((path, Arc::new(CallerAuth::new(tokens))))
+            }
+            None => None,
+        };
         let extra_roots = match &self.upstream_ca_file {
             Some(path) => read_ca_file(path)
                 .map_err(|p| ConfigError::new("--upstream-ca-file / KGEN_UPSTREAM_CA_FILE", p))?,
             None => Vec::new(),
         };
 
+        let mut secret_file = None::<PathBuf>;
         let (client_id, client_secret) = if self.sandbox {
             // The embedded sandbox supplies its own upstream and credentials at build time.
             (String::new(), String::new())
@@ -411,7 +450,10 @@ impl GatewayArgs {
             check_header_value(&id).map_err(|p| ConfigError::new(ID, p))?;
             let secret = match (self.client_secret_file, secret_env) {
                 (Some(path), _) => {
-                    read_secret_file(&path).map_err(|p| ConfigError::new(SECRET, p))?
+                    let secret =
+                        read_secret_file(&path).map_err(|p| ConfigError::new(SECRET, p))?;
+                    secret_file = Some(path);
+                    secret
                 }
                 (None, Some(secret)) => secret.trim().to_owned(),
                 (None, None) => {
@@ -430,6 +472,7 @@ impl GatewayArgs {
         upstream.connect_timeout = self.connect_timeout;
         upstream.max_body = self.max_upstream_body;
         upstream.extra_roots = extra_roots;
+        upstream.client_secret_file = secret_file;
         let resilience = ResilienceSettings {
             max_attempts: self.upstream_max_attempts,
             retry_budget_ratio: self.retry_budget_percent / 100.0,
@@ -451,6 +494,7 @@ impl GatewayArgs {
             tcp_keepalive: self.tcp_keepalive,
             max_connection_age: self.max_connection_age,
             max_connection_age_grace: self.max_connection_age_grace,
+            tls,
         };
         Ok(Settings {
             listen: self.listen,
@@ -461,6 +505,7 @@ impl GatewayArgs {
             shutdown_grace: self.shutdown_grace,
             log_format: self.log_format,
             sandbox: self.sandbox,
+            caller_tokens,
         })
     }
 }
@@ -511,6 +556,15 @@ fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Str
         return Err(format!("{} holds no certificate", path.display()));
     }
     Ok(certificates)
+}
+
+/// Parses a rotated client secret file the way the original was read.
+pub fn parse_secret(content: &[u8]) -> Result<SecretString, String> {
+    let text = std::str::from_utf8(content)
+        .map_err(|_| "is not UTF-8".to_owned())?
+        .trim();
+    check_header_value(text).map_err(str::to_owned)?;
+    Ok(SecretString::from(text.to_owned()))
 }
 
 fn check_header_value(value: &str) -> Result<(), &'static str> {

@@ -55,6 +55,9 @@ pub enum Error {
         /// When the breaker lets probe calls through again.
         retry_in: Duration,
     },
+    /// Caller authentication is on and the call had no valid `authorization: Bearer` token.
+    #[error("caller not authenticated: {0}")]
+    CallerUnauthenticated(String),
     /// The gateway is shutting down and its grace period ended before this call finished.
     #[error("the gateway is shutting down; retry on another instance")]
     ShuttingDown,
@@ -93,6 +96,9 @@ impl Error {
             Error::Unreachable(_) => (Code::Unavailable, "UPSTREAM_UNREACHABLE", Upstream),
             Error::Tls(_) => (Code::Unavailable, "UPSTREAM_TLS_ERROR", Operator),
             Error::ShuttingDown => (Code::Unavailable, "GATEWAY_SHUTTING_DOWN", Upstream),
+            Error::CallerUnauthenticated(_) => {
+                (Code::Unauthenticated, "CALLER_UNAUTHENTICATED", Caller)
+            }
             Error::Overloaded { .. } => (Code::Unavailable, "OVERLOADED", Upstream),
             Error::CircuitOpen { .. } => (Code::Unavailable, "UPSTREAM_CIRCUIT_OPEN", Upstream),
             Error::BadResponse(_) => (Code::Internal, "UPSTREAM_BAD_RESPONSE", Upstream),

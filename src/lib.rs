@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod breaker;
 pub mod config;
 pub mod correlation;
@@ -30,9 +31,11 @@ pub mod deadline;
 pub mod error;
 pub mod metrics;
 pub mod proto;
+pub mod reload;
 pub mod resilience;
 pub mod sandbox;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

@@ -54,6 +54,12 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallerLabels {
+    caller: String,
+    grpc_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -70,6 +76,7 @@ pub struct Metrics {
     upstream_retries: Counter,
     upstream_in_flight: Gauge,
     breaker_state: Gauge,
+    caller_calls: Family<CallerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +98,7 @@ impl Metrics {
         let upstream_retries = Counter::default();
         let upstream_in_flight = Gauge::default();
         let breaker_state = Gauge::default();
+        let caller_calls = Family::<CallerLabels, Counter>::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -153,7 +161,17 @@ impl Metrics {
             upstream_retries,
             upstream_in_flight,
             breaker_state,
+            caller_calls,
         }
+    }
+
+    /// Records a call by an authenticated caller (names come from the tokens file, so they are few).
+    pub fn caller_call(&self, caller: &str, code: Code) {
+        let labels = CallerLabels {
+            caller: caller.to_owned(),
+            grpc_code: code_name(code),
+        };
+        self.caller_calls.get_or_create(&labels).inc();
     }
 
     /// Records one upstream attempt.

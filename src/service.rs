@@ -219,6 +219,13 @@ impl SessionService for SessionGateway {
         // The outcome is logged (by the status mapping) inside the span, so its line carries the call's fields.
         let _entered = span.enter();
         span.record("latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+        let result = result.map_err(Status::from);
+        if let Some(caller) = &caller {
+            let code = result
+                .as_ref()
+                .map_or_else(Status::code, |_| tonic::Code::Ok);
+            self.metrics.caller_call(caller, code);
+        }
         let session = result?;
         span.record("grpc_code", "OK");
         tracing::debug!("session created");

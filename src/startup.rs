@@ -7,6 +7,7 @@
 use std::{
     future::Future,
     net::SocketAddr,
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -24,19 +25,24 @@ use tokio::{
     net::{TcpListener, TcpStream},
     task::JoinSet,
 };
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
+use tonic::service::{interceptor::InterceptedService, Interceptor, Routes};
 use tonic_health::{server::HealthReporter, ServingStatus};
 use tower::Layer;
 
 use crate::{
     admin::{self, AdminState},
-    config::{expose, ServerSettings, Settings},
+    auth::CallerAuth,
+    config::{expose, parse_secret, ServerSettings, Settings},
     correlation::{RequestIdLayer, RequestIdService},
+    error::Error,
     metrics::{Metrics, MetricsLayer, MetricsService},
     proto::{self, session_service_server::SessionServiceServer},
+    reload,
     resilience::Resilience,
     sandbox::{self, SandboxConfig, SandboxHandle},
+    service::Caller,
     service::SessionGateway,
     upstream::{BuildError, UpstreamClient},
 };
@@ -67,6 +73,9 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct Application {
     gateway: SessionGateway,
+    upstream: Arc<UpstreamClient>,
+    secret_file: Option<PathBuf>,
+    caller_auth: Option<(PathBuf, Arc<CallerAuth>)>,
     resilience: Arc<Resilience>,
     metrics: Arc<Metrics>,
     admin: Option<TcpListener>,
@@ -103,6 +112,9 @@ impl Application {
         let resilience = Arc::new(Resilience::new(&settings.resilience));
         let metrics = Arc::new(Metrics::new());
         Ok(Self {
+            secret_file: settings.upstream.client_secret_file.clone(),
+            caller_auth: settings.caller_tokens.clone(),
+            upstream: upstream.clone(),
             gateway: SessionGateway::new(
                 upstream,
                 settings.upstream.timeout,
@@ -131,6 +143,41 @@ impl Application {
         self.admin = Some(listener);
     }
 
+    /// Re-reads the client secret and caller tokens files while running (rotation without a restart).
+    fn spawn_watchers(&self, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut watchers = Vec::new();
+        if let Some(path) = &self.secret_file {
+            let upstream = self.upstream.clone();
+            watchers.push(reload::watch_file(
+                "--client-secret-file",
+                path.clone(),
+                reload::RELOAD_INTERVAL,
+                parse_secret,
+                move |secret| upstream.rotate_secret(secret).map_err(|e| e.to_string()),
+                stop.clone(),
+            ));
+        }
+        if let Some((path, auth)) = &self.caller_auth {
+            let auth = auth.clone();
+            watchers.push(reload::watch_file(
+                "--caller-tokens-file",
+                path.clone(),
+                reload::RELOAD_INTERVAL,
+                |content| {
+                    let text =
+                        std::str::from_utf8(content).map_err(|_| "is not UTF-8".to_owned())?;
+                    crate::auth::parse(text).map_err(|e| e.to_string())
+                },
+                move |tokens| {
+                    auth.replace(tokens);
+                    Ok(())
+                },
+                stop,
+            ));
+        }
+        watchers
+    }
+
     /// The embedded sandbox's address, when running with `--sandbox`.
     pub fn sandbox_addr(&self) -> Option<SocketAddr> {
         self.sandbox.as_ref().map(SandboxHandle::addr)
@@ -155,8 +202,13 @@ impl Application {
                 // google.rpc.ErrorInfo / RetryInfo / BadRequest, so reflection clients can decode error details.
                 .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
-        let sessions = SessionServiceServer::new(self.gateway)
-            .max_decoding_message_size(self.server.max_request_size);
+        let watchers_stop = CancellationToken::new();
+        let watchers = self.spawn_watchers(watchers_stop.clone());
+        let sessions = InterceptedService::new(
+            SessionServiceServer::new(self.gateway)
+                .max_decoding_message_size(self.server.max_request_size),
+            CallerInterceptor(self.caller_auth.as_ref().map(|(_, auth)| auth.clone())),
+        );
         let routes = Routes::new(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
@@ -172,6 +224,7 @@ impl Application {
             .keep_alive_interval(self.server.http2_keepalive_interval)
             .keep_alive_timeout(self.server.http2_keepalive_timeout);
         let drain = CancellationToken::new();
+        let tls = self.server.tls.clone().map(TlsAcceptor::from);
         // The admin endpoints outlive the drain, so probes see /readyz turn 503 while calls finish.
         let admin_stop = CancellationToken::new();
         let mut connections = JoinSet::new();
@@ -199,14 +252,17 @@ impl Application {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _peer)) => {
                         configure_socket(&stream, &self.server);
-                        let service = TowerToHyperService::new(service.clone());
-                        let connection = http.serve_connection(TokioIo::new(stream), service).into_owned();
                         let lifetime = ConnectionLifetime {
+                            http: http.clone(),
+                            service: TowerToHyperService::new(service.clone()),
                             max_age: jittered(self.server.max_connection_age),
                             age_grace: self.server.max_connection_age_grace,
                             drain: drain.clone(),
                         };
-                        connections.spawn(lifetime.serve(connection));
+                        match tls.clone() {
+                            None => connections.spawn(lifetime.serve(stream)),
+                            Some(acceptor) => connections.spawn(lifetime.serve_tls(acceptor, stream)),
+                        };
                     }
                     Err(error) => {
                         // Out of file descriptors, say: back off instead of spinning.
@@ -240,6 +296,10 @@ impl Application {
             sandbox.stop();
         }
         admin_stop.cancel();
+        watchers_stop.cancel();
+        for watcher in watchers {
+            let _ = watcher.await;
+        }
         if let Some(admin) = admin {
             let _ = tokio::time::timeout(CUT_OFF_FLUSH, admin).await;
         }
@@ -249,18 +309,33 @@ impl Application {
 }
 
 type GrpcService = MetricsService<RequestIdService<Routes>>;
-type Connection =
-    auto::Connection<'static, TokioIo<TcpStream>, TowerToHyperService<GrpcService>, TokioExecutor>;
+
+/// How long a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one client connection lives: until the client closes it, the gateway drains, or it ages out.
 struct ConnectionLifetime {
+    http: auto::Builder<TokioExecutor>,
+    service: TowerToHyperService<GrpcService>,
     max_age: Duration,
     age_grace: Duration,
     drain: CancellationToken,
 }
 
 impl ConnectionLifetime {
-    async fn serve(self, connection: Connection) {
+    async fn serve_tls(self, acceptor: TlsAcceptor, stream: TcpStream) {
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => self.serve(stream).await,
+            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    }
+
+    async fn serve<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let connection = self.http.serve_connection(TokioIo::new(io), self.service);
         tokio::pin!(connection);
         let aged_out = tokio::select! {
             result = connection.as_mut() => return log_connection_end(result),
@@ -277,6 +352,35 @@ impl ConnectionLifetime {
         } else {
             // Shutdown: `run` bounds this with the shutdown grace period.
             log_connection_end(connection.await);
+        }
+    }
+}
+
+/// Caller authentication on `SessionService` (health and reflection stay open): with tokens configured, a call
+/// needs `authorization: Bearer <token>`; the caller's name goes into the request for logs and metrics.
+#[derive(Clone)]
+struct CallerInterceptor(Option<Arc<CallerAuth>>);
+
+impl Interceptor for CallerInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let Some(auth) = &self.0 else {
+            return Ok(request);
+        };
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let tokens = auth.current();
+        match tokens.authenticate(header) {
+            Ok(name) => {
+                let caller = Caller(name.to_owned());
+                request.extensions_mut().insert(caller);
+                Ok(request)
+            }
+            Err(error) => Err(Error::CallerUnauthenticated(error.to_string()).into()),
         }
     }
 }

@@ -9,9 +9,11 @@ mod model;
 use std::{
     error::Error as StdError,
     fmt,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use reqwest::{
     header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER},
@@ -41,9 +43,37 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 pub struct UpstreamClient {
     http: reqwest::Client,
     endpoint: Url,
+    /// Swapped whole when the secret rotates: a call uses one consistent set from start to end.
+    credentials: ArcSwap<Credentials>,
+    max_body: usize,
+}
+
+/// The request headers that carry the credentials, and the secret (to scrub it from KGeN's error messages).
+struct Credentials {
+    client_id: String,
     headers: HeaderMap,
     secret: SecretString,
-    max_body: usize,
+}
+
+impl Credentials {
+    fn new(client_id: &str, secret: SecretString) -> Result<Self, BuildError> {
+        let mut headers = HeaderMap::with_capacity(4);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            "x-client-id",
+            HeaderValue::from_str(client_id).map_err(|_| BuildError::Header("client id"))?,
+        );
+        let mut secret_header = HeaderValue::from_str(expose(&secret))
+            .map_err(|_| BuildError::Header("client secret"))?;
+        secret_header.set_sensitive(true);
+        headers.insert("x-client-secret", secret_header);
+        Ok(Self {
+            client_id: client_id.to_owned(),
+            headers,
+            secret,
+        })
+    }
 }
 
 /// The client could not be built from its settings.
@@ -84,26 +114,21 @@ impl UpstreamClient {
             .build()?;
         let endpoint = session_endpoint(&settings.url)?;
 
-        let mut headers = HeaderMap::with_capacity(4);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(
-            "x-client-id",
-            HeaderValue::from_str(&settings.client_id)
-                .map_err(|_| BuildError::Header("client id"))?,
-        );
-        let mut secret = HeaderValue::from_str(expose(&settings.client_secret))
-            .map_err(|_| BuildError::Header("client secret"))?;
-        secret.set_sensitive(true);
-        headers.insert("x-client-secret", secret);
-
+        let credentials = Credentials::new(&settings.client_id, settings.client_secret.clone())?;
         Ok(Self {
             http,
             endpoint,
-            headers,
-            secret: settings.client_secret.clone(),
+            credentials: ArcSwap::from_pointee(credentials),
             max_body: settings.max_body,
         })
+    }
+
+    /// Uses `secret` for calls from now on (calls in flight keep the one they started with).
+    pub fn rotate_secret(&self, secret: SecretString) -> Result<(), BuildError> {
+        let client_id = self.credentials.load().client_id.clone();
+        self.credentials
+            .store(Arc::new(Credentials::new(&client_id, secret)?));
+        Ok(())
     }
 
     /// The URL sessions are created at.
@@ -117,7 +142,8 @@ impl UpstreamClient {
         user_id: &str,
         correlation: &Correlation,
     ) -> Result<Session, Error> {
-        let mut headers = self.headers.clone();
+        let credentials = self.credentials.load_full();
+        let mut headers = credentials.headers.clone();
         for (name, value) in [
             (REQUEST_ID, &correlation.request_id),
             (TRACEPARENT, &correlation.traceparent),
@@ -142,22 +168,28 @@ impl UpstreamClient {
             let body = read_capped(response, self.max_body).await?;
             return Session::decode(&body).map_err(|e| Error::BadResponse(e.to_string()));
         }
-        Err(Error::Status(self.upstream_status(status, response).await))
+        Err(Error::Status(
+            upstream_status(status, response, &credentials.secret).await,
+        ))
     }
+}
 
-    /// Reduces a non-2xx answer to its status, `Retry-After` and sanitized message.
-    async fn upstream_status(&self, status: StatusCode, response: Response) -> UpstreamStatus {
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let body = read_prefix(response, MAX_ERROR_BODY).await;
-        UpstreamStatus {
-            code: status.as_u16(),
-            message: sanitize_upstream_message(&error_message(&body), expose(&self.secret)),
-            retry_after,
-        }
+/// Reduces a non-2xx answer to its status, `Retry-After` and sanitized message.
+async fn upstream_status(
+    status: StatusCode,
+    response: Response,
+    secret: &SecretString,
+) -> UpstreamStatus {
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let body = read_prefix(response, MAX_ERROR_BODY).await;
+    UpstreamStatus {
+        code: status.as_u16(),
+        message: sanitize_upstream_message(&error_message(&body), expose(secret)),
+        retry_after,
     }
 }
 
