@@ -173,6 +173,8 @@ impl fmt::Debug for Session {
     }
 }
 
+const NANOS_PER_SECOND: u32 = 1_000_000_000;
+
 /// Parses the time format of Go's `time.Time.String()` (`2024-08-20 08:32:13.025599965 +0000 UTC`, optionally
 /// followed by a monotonic clock reading ` m=+0.5`), and RFC 3339 in case KGeN ever switches. `None` if neither.
 pub fn parse_go_time(raw: &str) -> Option<Timestamp> {
@@ -187,9 +189,15 @@ pub fn parse_go_time(raw: &str) -> Option<Timestamp> {
             DateTime::parse_from_str(head, GO_FORMAT).ok()
         })
         .or_else(|| DateTime::parse_from_rfc3339(text).ok())?;
+    // chrono reports a leap second (`23:59:60.5`) as nanos ≥ 1e9; protobuf Timestamps have no leap seconds, so
+    // it is carried into the next second (nanos must stay below 1e9 or strict clients reject the message).
+    let (carry, nanos) = (
+        parsed.timestamp_subsec_nanos() / NANOS_PER_SECOND,
+        parsed.timestamp_subsec_nanos() % NANOS_PER_SECOND,
+    );
     Some(Timestamp {
-        seconds: parsed.timestamp(),
-        nanos: i32::try_from(parsed.timestamp_subsec_nanos()).ok()?,
+        seconds: parsed.timestamp().checked_add(i64::from(carry))?,
+        nanos: i32::try_from(nanos).ok()?,
     })
 }
 
@@ -521,6 +529,24 @@ mod tests {
         assert_eq!(
             parse_go_time("2024-08-20T08:32:13.5Z"),
             ts(1_724_142_733, 500_000_000)
+        );
+    }
+
+    #[test]
+    fn a_leap_second_is_carried_into_the_next_second() {
+        let ts = |s, n| {
+            Some(Timestamp {
+                seconds: s,
+                nanos: n,
+            })
+        };
+        assert_eq!(
+            parse_go_time("2016-12-31 23:59:60.5 +0000 UTC"),
+            ts(1_483_228_800, 500_000_000)
+        );
+        assert_eq!(
+            parse_go_time("2016-12-31 23:59:60 +0000 UTC"),
+            ts(1_483_228_800, 0)
         );
     }
 

@@ -100,6 +100,15 @@ proptest! {
     }
 
     #[test]
+    fn leap_seconds_never_yield_invalid_nanos(day in 0i64..20_000, frac in 0u32..1_000_000_000) {
+        let midnight = chrono::DateTime::from_timestamp(day * 86_400 - 1, 0).unwrap();
+        let raw = format!("{} 23:59:60.{frac:09} +0000 UTC", midnight.format("%Y-%m-%d"));
+        if let Some(ts) = parse_go_time(&raw) {
+            prop_assert!((0..1_000_000_000).contains(&ts.nanos), "{raw} -> {ts:?}");
+        }
+    }
+
+    #[test]
     fn go_times_round_trip(secs in 0i64..4_102_444_800, nanos in 0u32..1_000_000_000) {
         let at = chrono::DateTime::from_timestamp(secs, nanos).unwrap();
         let raw = at.format("%Y-%m-%d %H:%M:%S%.9f +0000 UTC").to_string();

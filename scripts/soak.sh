@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# Soak test: runs `kgen-gateway --sandbox` on a free loopback port and drives it for a fixed time with a mix of
+# healthy CreateSession calls and calls whose magic user ids make the embedded fake KGeN fail (README, "The
+# sandbox"). Reports the gateway's RSS at start (serving, before load), every few seconds during, and at the end
+# (after load stops), the peak, and h2load's request counts and throughput per kind of call.
+#
+#   scripts/soak.sh [--duration 300] [--concurrency 32] [--binary target/release/kgen-gateway]
+#                   [--sample-interval 5] [-- EXTRA GATEWAY FLAGS…]
+#
+# --concurrency is the number of HTTP/2 connections in all (one call in flight on each); most go to the healthy
+# calls, each fault kind gets concurrency/16 (at least 1). Missing tools are installed: h2load from Debian's
+# nghttp2-client; a missing binary is built with `cargo build --release --locked` from the repo root.
+# SOAK_RUST_LOG sets the gateway's RUST_LOG (default `info`; the serving address is read from its `info` line).
+#
+# h2load counts HTTP statuses only: a gRPC error is still an HTTP 200, so every call shows as 2xx. What each kind
+# should get is known from the user id it sends (column "expected"). What it really got is counted from the
+# gateway's log: every failed call logs `call failed` with its `reason` and the call's `user_id`; the rest were OK.
+# (The gateway's circuit breaker is shared by all calls, so a run of 5xx faults can also fail healthy calls fast with
+# UPSTREAM_CIRCUIT_OPEN; pass e.g. `-- --breaker-failure-threshold 1000000` to keep it out of the picture.) One call
+# per kind is also checked with curl before and after the load, printing the grpc-status it really got.
+# The JSON log goes to a temporary file (deleted on success): roughly 300 bytes per failed call.
+#
+# Exit status: 0 when the gateway served throughout and stopped cleanly on SIGTERM; 1 if it failed to start, died
+# during the run, did not exit 0 on SIGTERM, or an h2load run failed; 2 for bad usage.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+duration=300
+concurrency=32
+binary="$root/target/release/kgen-gateway"
+sample_interval=5
+extra_flags=()
+
+usage() {
+  echo "usage: scripts/soak.sh [--duration 300] [--concurrency 32] [--binary target/release/kgen-gateway]" \
+    "[--sample-interval 5] [-- EXTRA GATEWAY FLAGS...]" >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration=${2:?}; shift 2 ;;
+    --concurrency) concurrency=${2:?}; shift 2 ;;
+    --binary) binary=${2:?}; shift 2 ;;
+    --sample-interval) sample_interval=${2:?}; shift 2 ;;
+    -h | --help) usage ;;
+    --) shift; extra_flags=("$@"); break ;;
+    *) echo "soak: unknown argument: $1" >&2; usage ;;
+  esac
+done
+for n in "$duration" "$concurrency" "$sample_interval"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "soak: not a positive integer: $n" >&2; exit 2; }
+done
+
+# The kinds of call: name, user_id, what the gateway answers (README's tables).
+kinds=(healthy-a healthy-b status-503 status-429 malformed oversized delay-200 status-500)
+declare -A user_id=(
+  [healthy-a]=soak-user-a [healthy-b]=soak-user-b
+  [status-503]=fault:status:503 [status-429]=fault:status:429
+  [malformed]=fault:malformed [oversized]=fault:oversized
+  [delay-200]=fault:delay:200 [status-500]=fault:status:500
+)
+declare -A expected=(
+  [healthy-a]="OK" [healthy-b]="OK"
+  [status-503]="UNAVAILABLE/UPSTREAM_UNAVAILABLE" [status-429]="RESOURCE_EXHAUSTED/UPSTREAM_RATE_LIMITED"
+  [malformed]="INTERNAL/UPSTREAM_BAD_RESPONSE" [oversized]="INTERNAL/UPSTREAM_RESPONSE_TOO_LARGE"
+  [delay-200]="OK (after 200 ms)" [status-500]="INTERNAL/UPSTREAM_INTERNAL_ERROR"
+)
+n_faults=$((${#kinds[@]} - 2))
+fault_clients=$((concurrency / 16 > 0 ? concurrency / 16 : 1))
+healthy_clients=$((concurrency - n_faults * fault_clients))
+if [ "$healthy_clients" -lt 2 ]; then
+  echo "soak: --concurrency must be at least $((n_faults + 2)) (one connection per kind of call)" >&2
+  exit 2
+fi
+declare -A clients
+for kind in "${kinds[@]}"; do clients[$kind]=$fault_clients; done
+clients[healthy-a]=$(((healthy_clients + 1) / 2))
+clients[healthy-b]=$((healthy_clients / 2))
+
+# --- tools -------------------------------------------------------------------------------------------------------
+if ! command -v h2load > /dev/null; then
+  echo "== installing h2load (Debian nghttp2-client)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client > /dev/null
+fi
+if [ ! -x "$binary" ]; then
+  echo "== $binary missing: cargo build --release --locked"
+  (cd "$root" && cargo build --release --locked)
+  [ -x "$binary" ] || { echo "soak: built, but $binary still missing (CARGO_TARGET_DIR set?)" >&2; exit 1; }
+fi
+
+# --- processes and clean-up --------------------------------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/kgen-soak.XXXXXX")
+gateway_pid=""
+load_pids=()
+keep_work=0
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  for pid in "${load_pids[@]}"; do
+    kill "$pid" 2> /dev/null || true
+  done
+  for pid in "${load_pids[@]}"; do
+    wait "$pid" 2> /dev/null || true
+  done
+  if [ -n "$gateway_pid" ] && kill -0 "$gateway_pid" 2> /dev/null; then
+    kill -TERM "$gateway_pid" 2> /dev/null || true
+    for _ in $(seq 150); do kill -0 "$gateway_pid" 2> /dev/null || break; sleep 0.1; done
+    kill -KILL "$gateway_pid" 2> /dev/null || true
+    wait "$gateway_pid" 2> /dev/null || true
+  fi
+  if [ "$keep_work" = 1 ] || [ "$status" -ne 0 ]; then
+    echo "soak: logs kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+alive() { kill -0 "$gateway_pid" 2> /dev/null; }
+proc_kib() { awk -v key="$1:" '$1 == key { print $2 }' "/proc/$gateway_pid/status" 2> /dev/null || true; }
+fds() { find "/proc/$gateway_pid/fd" -mindepth 1 -maxdepth 1 2> /dev/null | wc -l; }
+died() {
+  echo "soak: FAIL: the gateway (pid $gateway_pid) died $1" >&2
+  local rc=0
+  wait "$gateway_pid" 2> /dev/null || rc=$?
+  echo "soak: its exit status: $rc; last log lines:" >&2
+  tail -n 20 "$work/gateway.log" >&2 || true
+  exit 1
+}
+
+# --- the gateway -------------------------------------------------------------------------------------------------
+echo "== starting $binary --sandbox --listen 127.0.0.1:0 --log-format json ${extra_flags[*]}"
+RUST_LOG="${SOAK_RUST_LOG:-info}" "$binary" --sandbox --listen 127.0.0.1:0 --log-format json "${extra_flags[@]}" \
+  2> "$work/gateway.log" &
+gateway_pid=$!
+addr=""
+for _ in $(seq 300); do
+  alive || died "at start-up"
+  addr=$(grep -m1 '"message":"kgen-gateway serving gRPC"' "$work/gateway.log" \
+    | sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' || true)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "soak: no 'kgen-gateway serving gRPC' log line with an addr after 30 s" >&2; exit 1; }
+url="http://$addr/kgen.session.v1.SessionService/CreateSession"
+echo "   pid $gateway_pid serving on $addr"
+
+# One gRPC frame per kind: 0x00, 4-byte big-endian length, CreateSessionRequest{ 1: user_id } (ids < 126 bytes).
+for kind in "${kinds[@]}"; do
+  id=${user_id[$kind]}
+  n=$(printf '%s' "$id" | wc -c)
+  printf '%b' "\\x00\\x00\\x00\\x00\\x$(printf %02x $((n + 2)))\\x0a\\x$(printf %02x "$n")" > "$work/$kind.bin"
+  printf '%s' "$id" >> "$work/$kind.bin"
+done
+
+# One call per kind with curl (which prints the trailers), to show the gRPC outcomes are what the table says.
+spot_check() {
+  command -v curl > /dev/null || { echo "   (curl missing: spot check skipped)"; return 0; }
+  local kind headers status message
+  for kind in "${kinds[@]}"; do
+    headers=$(curl -s --http2-prior-knowledge --max-time 10 -o /dev/null -D - --data-binary "@$work/$kind.bin" \
+      -H 'content-type: application/grpc' -H 'te: trailers' "$url" | tr -d '\r' || true)
+    status=$(printf '%s\n' "$headers" | sed -n 's/^grpc-status: *//Ip' | tail -n1)
+    message=$(printf '%s\n' "$headers" | sed -n 's/^grpc-message: *//Ip' | tail -n1)
+    message=$(printf '%b' "${message//%/\\x}") # grpc-message is percent-encoded
+    printf '   %-11s %-17s grpc-status %-3s %s\n' "$kind" "${user_id[$kind]}" "${status:-?}" "${message:0:90}"
+  done
+}
+echo "== spot check before load (one call per kind; grpc-status 0 = OK)"
+spot_check
+alive || died "during the spot check"
+
+# --- load --------------------------------------------------------------------------------------------------------
+rss_start=$(proc_kib VmRSS)
+fds_start=$(fds)
+rss_max=$rss_start
+samples=1
+echo "== load: ${duration}s, $concurrency connections (healthy ${clients[healthy-a]}+${clients[healthy-b]}," \
+  "each fault kind $fault_clients), RSS sampled every ${sample_interval}s"
+echo "   [   0s] VmRSS ${rss_start} KiB, ${fds_start} fds"
+start=$(date +%s)
+for kind in "${kinds[@]}"; do
+  h2load -D "$duration" -c "${clients[$kind]}" -m 1 -d "$work/$kind.bin" \
+    -H 'content-type: application/grpc' -H 'te: trailers' "$url" > "$work/$kind.h2load" 2>&1 &
+  load_pids+=($!)
+done
+
+running() {
+  local pid
+  for pid in "${load_pids[@]}"; do kill -0 "$pid" 2> /dev/null && return 0; done
+  return 1
+}
+next_sample=$((start + sample_interval))
+while running; do
+  sleep 1
+  alive || died "during the load, $(($(date +%s) - start))s in"
+  now=$(date +%s)
+  if [ "$now" -ge "$next_sample" ]; then
+    rss=$(proc_kib VmRSS)
+    if [ -n "$rss" ]; then
+      samples=$((samples + 1))
+      [ "$rss" -gt "$rss_max" ] && rss_max=$rss
+      printf '   [%4ds] VmRSS %s KiB, %s fds\n' "$((now - start))" "$rss" "$(fds)"
+    fi
+    next_sample=$((next_sample + sample_interval))
+  fi
+done
+load_failed=0
+for i in "${!load_pids[@]}"; do
+  rc=0
+  wait "${load_pids[$i]}" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "soak: h2load for ${kinds[$i]} exited $rc:" >&2
+    tail -n 5 "$work/${kinds[$i]}.h2load" >&2
+    load_failed=1
+  fi
+done
+load_pids=()
+elapsed=$(($(date +%s) - start))
+alive || died "as the load ended"
+sleep 1 # let calls still draining upstream finish before the end sample
+rss_end=$(proc_kib VmRSS)
+hwm=$(proc_kib VmHWM)
+fds_end=$(fds)
+samples=$((samples + 1))
+[ "$rss_end" -gt "$rss_max" ] && rss_max=$rss_end
+echo "   [end  ] VmRSS ${rss_end} KiB, ${fds_end} fds"
+
+echo "== spot check after load"
+spot_check
+alive || died "during the final spot check"
+
+# --- stop --------------------------------------------------------------------------------------------------------
+kill -TERM "$gateway_pid"
+stop_rc=0
+wait "$gateway_pid" || stop_rc=$?
+gateway_pid=""
+
+# --- summary -----------------------------------------------------------------------------------------------------
+field() { sed -n "$1" "$2"; }
+echo
+echo "==================== soak summary ===================="
+printf 'duration          %ss of load (h2load -D %s per kind), %ss wall\n' "$duration" "$duration" "$elapsed"
+printf 'connections       %s (1 call in flight each)\n' "$concurrency"
+printf '%-11s %-17s %4s %9s %9s %7s %9s %10s  %s\n' kind user_id conn requests succeeded failed 2xx req/s expected
+total=0
+total_rps=0
+for kind in "${kinds[@]}"; do
+  out="$work/$kind.h2load"
+  req=$(field 's/^requests: \([0-9]*\) total.*/\1/p' "$out")
+  ok=$(field 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$out")
+  bad=$(field 's/^requests: .* \([0-9]*\) failed.*/\1/p' "$out")
+  s2xx=$(field 's/^status codes: \([0-9]*\) 2xx.*/\1/p' "$out")
+  rps=$(field 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$out")
+  printf '%-11s %-17s %4s %9s %9s %7s %9s %10s  %s\n' "$kind" "${user_id[$kind]}" "${clients[$kind]}" \
+    "${req:-?}" "${ok:-?}" "${bad:-?}" "${s2xx:-?}" "${rps:-?}" "${expected[$kind]}"
+  total=$((total + ${ok:-0}))
+  total_rps=$(awk -v a="$total_rps" -v b="${rps:-0}" 'BEGIN { printf "%.2f", a + b }')
+done
+printf 'total             %s calls completed (HTTP 2xx), %s req/s\n' "$total" "$total_rps"
+echo "gRPC outcomes (failures from the gateway's 'call failed' log lines by user_id and reason; the rest OK):"
+# "<user_id> <reason>" for every failed call, counted.
+sed -n '/"message":"call failed/ s/.*"reason":"\([^"]*\)".*"user_id":"\([^"]*\)".*/\2 \1/p' "$work/gateway.log" \
+  | sort | uniq -c > "$work/failures"
+for kind in "${kinds[@]}"; do
+  calls=$(sed -n 's/^requests: \([0-9]*\) total.*/\1/p' "$work/$kind.h2load")
+  calls=${calls:-0}
+  failed=0
+  detail=""
+  while read -r count id reason; do
+    [ "$id" = "${user_id[$kind]}" ] || continue
+    failed=$((failed + count))
+    detail+=", $count $reason"
+  done < "$work/failures"
+  ok=$((calls > failed ? calls - failed : 0))
+  printf '  %-11s %9s OK%s\n' "$kind" "$ok" "$detail"
+done
+printf 'RSS (VmRSS)       start %s KiB, max %s KiB, end %s KiB (%s samples); kernel peak VmHWM %s KiB\n' \
+  "$rss_start" "$rss_max" "$rss_end" "$samples" "$hwm"
+printf 'open fds          start %s, end %s\n' "$fds_start" "$fds_end"
+printf 'gateway log       %s lines, %s KiB; by level and message:\n' "$(wc -l < "$work/gateway.log")" \
+  "$(($(stat -c %s "$work/gateway.log") / 1024))"
+sed -n 's/.*"level":"\([A-Z]*\)","message":"\([^"]*\)".*/\1 \2/p' "$work/gateway.log" | sort | uniq -c \
+  | sort -rn | head -n 12 | sed 's/^ */  /'
+printf 'gateway           served throughout; exit status %s after SIGTERM\n' "$stop_rc"
+echo "======================================================"
+
+if [ "$stop_rc" -ne 0 ]; then
+  echo "soak: FAIL: the gateway exited $stop_rc on SIGTERM" >&2
+  exit 1
+fi
+if [ "$load_failed" -ne 0 ]; then
+  echo "soak: FAIL: an h2load run failed" >&2
+  exit 1
+fi
