@@ -9,7 +9,8 @@
 #
 # --concurrency is the number of HTTP/2 connections in all (one call in flight on each); most go to the healthy
 # calls, each fault kind gets concurrency/16 (at least 1). Missing tools are installed: h2load from Debian's
-# nghttp2-client; a missing binary is built with `cargo build --release --locked` from the repo root.
+# nghttp2-client; without --binary, target/release/kgen-gateway is built (or refreshed) with
+# `cargo build --release --locked` from the repo root.
 # SOAK_RUST_LOG sets the gateway's RUST_LOG (default `info`; the serving address is read from its `info` line).
 #
 # h2load counts HTTP statuses only: a gRPC error is still an HTTP 200, so every call shows as 2xx. What each kind
@@ -27,7 +28,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=300
 concurrency=32
-binary="$root/target/release/kgen-gateway"
+binary=""
 sample_interval=5
 extra_flags=()
 
@@ -83,8 +84,10 @@ if ! command -v h2load > /dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client > /dev/null
 fi
-if [ ! -x "$binary" ]; then
-  echo "== $binary missing: cargo build --release --locked"
+if [ -z "$binary" ]; then
+  # The default binary is always brought up to date (a no-op when it is), so a stale build is never soaked.
+  binary="$root/target/release/kgen-gateway"
+  echo "== cargo build --release --locked"
   (cd "$root" && cargo build --release --locked)
   [ -x "$binary" ] || { echo "soak: built, but $binary still missing (CARGO_TARGET_DIR set?)" >&2; exit 1; }
 fi

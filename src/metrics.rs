@@ -147,6 +147,11 @@ impl Metrics {
             breaker_state.clone(),
         );
         registry.register(
+            "kgen_caller_calls",
+            "CreateSession calls by authenticated caller (with --caller-tokens-file) and status",
+            caller_calls.clone(),
+        );
+        registry.register(
             "kgen_gateway_build",
             "Build information (always 1)",
             build_info,

@@ -52,7 +52,7 @@ impl TestApp {
         TestApp {
             addr,
             admin_addr,
-            client: SessionServiceClient::new(channel(addr).await),
+            client: SessionServiceClient::new(lazy_channel(addr)),
             shutdown: Some(shutdown),
             server: Some(server),
         }
@@ -147,6 +147,13 @@ pub async fn channel(addr: SocketAddr) -> Channel {
         .connect()
         .await
         .expect("gateway accepts connections")
+}
+
+/// A channel that connects on first use (for gateways that serve TLS, where a plaintext connect would fail).
+pub fn lazy_channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid URI")
+        .connect_lazy()
 }
 
 pub fn settings_for(upstream: &str) -> Settings {

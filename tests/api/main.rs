@@ -11,6 +11,7 @@ mod limits;
 mod observability;
 mod properties;
 mod sandbox;
+mod security;
 mod session;
 mod shutdown;
 mod status_mapping;

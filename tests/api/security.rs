@@ -1,0 +1,407 @@
+//! Serving TLS and mTLS, caller authentication, and rotating secrets without a restart.
+
+use std::{path::PathBuf, time::Duration};
+
+use kgen_gateway::{
+    config::{Cli, Settings},
+    proto::{session_service_client::SessionServiceClient, CreateSessionRequest},
+};
+use serde_json::json;
+use tonic::{
+    transport::{Certificate, Channel, ClientTlsConfig, Identity},
+    Code, Request,
+};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+use wiremock::{
+    matchers::{header, method},
+    Mock, MockServer, ResponseTemplate,
+};
+
+use crate::helpers::{assert_status, example_session, TestApp, CLIENT_ID, CLIENT_SECRET};
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "kgen-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.0.join(name);
+        // Write then rename, as Kubernetes swaps Secret volume contents atomically.
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Settings parsed from real flags (as the binary does), plus the test secret.
+fn settings_from(args: &[&str]) -> Settings {
+    let cli = <Cli as clap::Parser>::try_parse_from(
+        std::iter::once("kgen-gateway").chain(args.iter().copied()),
+    )
+    .expect("valid flags");
+    cli.gateway
+        .into_settings(Some(CLIENT_SECRET.to_owned()))
+        .expect("valid settings")
+}
+
+struct Pki {
+    ca_pem: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki() -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let issue = |names: Vec<String>| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = issue(vec!["localhost".into()]);
+    let (client_cert, client_key) = issue(vec!["game-backend".into()]);
+    Pki {
+        ca_pem: ca.pem(),
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+    }
+}
+
+async fn tls_client(
+    app: &TestApp,
+    pki: &Pki,
+    with_identity: bool,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost");
+    if with_identity {
+        tls = tls.identity(Identity::from_pem(&pki.client_cert, &pki.client_key));
+    }
+    Channel::from_shared(format!("https://{}", app.addr))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+async fn session_mock() -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
+        .mount(&mock)
+        .await;
+    mock
+}
+
+#[tokio::test]
+async fn the_gateway_serves_grpc_over_tls() {
+    let (mock, pki, scratch) = (session_mock().await, pki(), Scratch::new("tls"));
+    let cert = scratch.write("tls.crt", &pki.server_cert);
+    let key = scratch.write("tls.key", &pki.server_key);
+    let settings = settings_from(&[
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &mock.uri(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let app = TestApp::spawn(settings).await;
+
+    let channel = tls_client(&app, &pki, false).await.expect("TLS handshake");
+    let session = SessionServiceClient::new(channel)
+        .create_session(CreateSessionRequest {
+            user_id: "FTC_User1".into(),
+        })
+        .await
+        .expect("session over TLS");
+    assert_eq!(session.into_inner().user_id, "FTC_User1");
+    assert!(
+        app.create_session("FTC_User1").await.is_err(),
+        "plaintext is refused on a TLS listener"
+    );
+}
+
+#[tokio::test]
+async fn with_a_client_ca_only_callers_presenting_a_certificate_get_in() {
+    let (mock, pki, scratch) = (session_mock().await, pki(), Scratch::new("mtls"));
+    let cert = scratch.write("tls.crt", &pki.server_cert);
+    let key = scratch.write("tls.key", &pki.server_key);
+    let ca = scratch.write("client-ca.crt", &pki.ca_pem);
+    let settings = settings_from(&[
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &mock.uri(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--tls-client-ca",
+        ca.to_str().unwrap(),
+    ]);
+    let app = TestApp::spawn(settings).await;
+
+    let anonymous = match tls_client(&app, &pki, false).await {
+        Err(_) => None,
+        Ok(channel) => Some(
+            SessionServiceClient::new(channel)
+                .create_session(CreateSessionRequest {
+                    user_id: "u".into(),
+                })
+                .await,
+        ),
+    };
+    assert!(
+        anonymous.is_none_or(|call| call.is_err()),
+        "a caller without a client certificate is refused"
+    );
+
+    let channel = tls_client(&app, &pki, true).await.expect("mTLS handshake");
+    SessionServiceClient::new(channel)
+        .create_session(CreateSessionRequest {
+            user_id: "u".into(),
+        })
+        .await
+        .expect("a caller with a certificate from the client CA gets in");
+}
+
+fn bearer(user_id: &str, token: Option<&str>) -> Request<CreateSessionRequest> {
+    let mut request = Request::new(CreateSessionRequest {
+        user_id: user_id.into(),
+    });
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn caller_tokens_gate_sessions_but_not_health_or_reflection() {
+    let (mock, scratch) = (session_mock().await, Scratch::new("auth"));
+    let tokens = scratch.write(
+        "callers",
+        "# who may call\nbilling:tok-billing-1\n\nmatchmaker:tok-match-2\n",
+    );
+    let settings = settings_from(&[
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &mock.uri(),
+        "--caller-tokens-file",
+        tokens.to_str().unwrap(),
+    ]);
+    let app = TestApp::spawn(settings).await;
+    let mut client = app.client.clone();
+
+    for (token, why) in [
+        (None, "no token"),
+        (Some("tok-wrong"), "unknown token"),
+        (Some("tok-billing"), "prefix"),
+    ] {
+        let status = client
+            .create_session(bearer("u", token))
+            .await
+            .expect_err(why);
+        assert_status(&status, Code::Unauthenticated, "CALLER_UNAUTHENTICATED");
+        assert!(
+            !status.message().contains("tok-"),
+            "{why}: {}",
+            status.message()
+        );
+    }
+    assert!(
+        mock.received_requests().await.unwrap().is_empty(),
+        "refused calls never reach KGeN"
+    );
+
+    let session = client
+        .create_session(bearer("u", Some("tok-billing-1")))
+        .await
+        .expect("billing may call");
+    assert_eq!(session.into_inner().user_id, "FTC_User1");
+    client
+        .create_session(bearer("u", Some("tok-match-2")))
+        .await
+        .expect("matchmaker may call");
+
+    let mut health = HealthClient::new(crate::helpers::channel(app.addr).await);
+    health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health needs no token");
+
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"kgen_caller_calls_total{caller="billing",grpc_code="OK"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"kgen_caller_calls_total{caller="matchmaker",grpc_code="OK"} 1"#));
+    assert!(!metrics.contains("tok-"), "tokens never reach metrics");
+}
+
+/// Calls until `check` passes or 5 s pass (rotation is polled every second).
+async fn within_5s<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_rotated_client_secret_reaches_the_upstream_without_a_restart_or_dropped_calls() {
+    let scratch = Scratch::new("rotate");
+    let secret_file = scratch.write("client-secret", "secret-one\n");
+    let mock = MockServer::start().await;
+    for secret in ["secret-one", "secret-two"] {
+        Mock::given(method("POST"))
+            .and(header("x-client-secret", secret))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "session_id": format!("via-{secret}") }))
+                    .set_delay(Duration::from_millis(if secret == "secret-one" {
+                        300
+                    } else {
+                        0
+                    })),
+            )
+            .mount(&mock)
+            .await;
+    }
+    let settings = settings_from(&[
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &mock.uri(),
+        "--client-secret-file",
+        secret_file.to_str().unwrap(),
+    ]);
+    let app = TestApp::spawn(settings).await;
+    assert_eq!(
+        app.create_session("u").await.unwrap().session_id,
+        "via-secret-one"
+    );
+
+    // A call in flight while the secret rotates finishes with the secret it started with.
+    let in_flight = {
+        let mut client = app.client.clone();
+        tokio::spawn(async move { client.create_session(bearer("slow", None)).await })
+    };
+    scratch.write("client-secret", "secret-two\n");
+    assert!(
+        within_5s(|| async {
+            app.create_session("u")
+                .await
+                .is_ok_and(|s| s.session_id == "via-secret-two")
+        })
+        .await,
+        "the new secret is used within 5 s"
+    );
+    assert_eq!(
+        in_flight
+            .await
+            .unwrap()
+            .expect("not dropped")
+            .into_inner()
+            .session_id,
+        "via-secret-one"
+    );
+
+    // A bad new file is ignored: the last good secret stays in use.
+    scratch.write("client-secret", "   \n");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // more than one reload interval
+    assert_eq!(
+        app.create_session("u").await.unwrap().session_id,
+        "via-secret-two"
+    );
+}
+
+#[tokio::test]
+async fn rotated_caller_tokens_take_effect_without_a_restart() {
+    let (mock, scratch) = (session_mock().await, Scratch::new("rotate-tokens"));
+    let tokens = scratch.write("callers", "billing:tok-old\n");
+    let settings = settings_from(&[
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &mock.uri(),
+        "--caller-tokens-file",
+        tokens.to_str().unwrap(),
+    ]);
+    let app = TestApp::spawn(settings).await;
+    let client = app.client.clone();
+    client
+        .clone()
+        .create_session(bearer("u", Some("tok-old")))
+        .await
+        .expect("old token works");
+
+    scratch.write("callers", "billing:tok-new\n");
+    assert!(
+        within_5s(|| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .create_session(bearer("u", Some("tok-new")))
+                    .await
+                    .is_ok()
+            }
+        })
+        .await,
+        "the new token is accepted within 5 s"
+    );
+    let status = client
+        .clone()
+        .create_session(bearer("u", Some("tok-old")))
+        .await
+        .expect_err("revoked");
+    assert_status(&status, Code::Unauthenticated, "CALLER_UNAUTHENTICATED");
+
+    scratch.write("callers", "this line has no separator\n");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client
+        .clone()
+        .create_session(bearer("u", Some("tok-new")))
+        .await
+        .expect("a bad file keeps the last good tokens");
+}
