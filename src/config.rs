@@ -149,6 +149,10 @@ pub struct GatewayArgs {
     /// Log format.
     #[arg(long, env = "KGEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Export spans over OTLP/HTTP to this collector (e.g. `http://otel-collector:4318`); needs a build with
+    /// `--features otlp`.
+    #[arg(long, env = "KGEN_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Serve against an embedded fake KGeN upstream (responses are fake; no credentials needed).
     #[arg(long, env = "KGEN_SANDBOX")]
     pub sandbox: bool,
@@ -187,6 +191,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Replace the upstream with the embedded sandbox.
     pub sandbox: bool,
+    /// OTLP collector for span export (`otlp` feature).
+    pub otlp_endpoint: Option<String>,
     /// Caller authentication: the tokens file (watched for rotations) and the tokens in use.
     pub caller_tokens: Option<(PathBuf, Arc<CallerAuth>)>,
 }
@@ -306,6 +312,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(10),
             log_format: LogFormat::Text,
             sandbox: false,
+            otlp_endpoint: None,
             caller_tokens: None,
         }
     }
@@ -417,6 +424,20 @@ impl GatewayArgs {
             self.max_connection_age,
             "--max-connection-age / KGEN_MAX_CONNECTION_AGE",
         )?;
+        let otlp_endpoint = match self.otlp_endpoint {
+            Some(_) if !cfg!(feature = "otlp") => {
+                return Err(ConfigError::new(
+                    "--otlp-endpoint / KGEN_OTLP_ENDPOINT",
+                    "this build has no OTLP export (build with `--features otlp`)",
+                ))
+            }
+            Some(raw) => Some(
+                parse_upstream_url(&raw)
+                    .map_err(|p| ConfigError::new("--otlp-endpoint / KGEN_OTLP_ENDPOINT", p))?
+                    .to_string(),
+            ),
+            None => None,
+        };
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(
                 crate::tls::server_config(cert, key, self.tls_client_ca.as_deref())
@@ -505,6 +526,7 @@ impl GatewayArgs {
             shutdown_grace: self.shutdown_grace,
             log_format: self.log_format,
             sandbox: self.sandbox,
+            otlp_endpoint,
             caller_tokens,
         })
     }

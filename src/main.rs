@@ -39,7 +39,8 @@ async fn run_gateway(args: GatewayArgs) -> Result<(), (u8, String)> {
     let settings = args
         .into_settings(secret)
         .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-    telemetry::init(settings.log_format);
+    let _telemetry = telemetry::init(settings.log_format, settings.otlp_endpoint.as_deref())
+        .map_err(|e| (EXIT_CONFIG, e))?;
     let (listen, admin_listen) = (settings.listen, settings.admin_listen);
     let mut app = Application::build(settings)
         .await
@@ -58,7 +59,7 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, (u8, String)> {
 }
 
 async fn run_sandbox(args: SandboxArgs) -> Result<(), (u8, String)> {
-    telemetry::init(args.log_format);
+    let _telemetry = telemetry::init(args.log_format, None).map_err(|e| (EXIT_CONFIG, e))?;
     let config = SandboxConfig {
         client_id: args.client_id,
         client_secret: config::sandbox_secret(

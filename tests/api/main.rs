@@ -9,6 +9,7 @@ mod helpers;
 mod introspection;
 mod limits;
 mod observability;
+mod otlp;
 mod properties;
 mod sandbox;
 mod security;
