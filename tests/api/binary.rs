@@ -1,15 +1,10 @@
 //! The real `kgen-gateway` binary: configuration errors, `--sandbox`, and SIGTERM.
 
-use std::{
-    net::SocketAddr,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::process::{Command, Stdio};
 
 use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kgen-gateway");
+use crate::process::{RunningBinary, BIN};
 
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(BIN);
@@ -87,8 +82,8 @@ fn the_secret_is_never_echoed_in_errors() {
 
 #[tokio::test]
 async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
+    let gateway = RunningBinary::gateway(
+        &[
             "--sandbox",
             "--listen",
             "127.0.0.1:0",
@@ -98,41 +93,18 @@ async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
             "json",
             "--shutdown-grace",
             "2s",
-        ])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let mut logs = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
-
-    // The address comes from the log line announcing it: the port was chosen by the OS.
-    let mut saw_sandbox_warning = false;
-    let addr: SocketAddr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = logs.next_line().await.expect("stderr readable") {
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-                panic!("not a JSON log line: {line}");
-            };
-            if event["message"]
+        ],
+        &[],
+    )
+    .await;
+    let addr = gateway.addr;
+    let saw_sandbox_warning = gateway.logs.iter().any(|line| {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        event["level"] == "WARN"
+            && event["message"]
                 .as_str()
                 .is_some_and(|m| m.contains("SANDBOX"))
-            {
-                saw_sandbox_warning = event["level"] == "WARN";
-            }
-            if event["message"] == "kgen-gateway serving gRPC" {
-                return event["addr"]
-                    .as_str()
-                    .expect("addr field")
-                    .parse()
-                    .expect("socket address");
-            }
-        }
-        panic!("binary exited before serving");
-    })
-    .await
-    .expect("serving within 30s");
+    });
     assert!(
         saw_sandbox_warning,
         "a loud warning says the responses are fake"
@@ -151,22 +123,8 @@ async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
     assert_eq!(session.user_id, "binary-user");
     assert!(session.is_new_user);
 
-    let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits")
-        .expect("status");
-    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
-
-    let mut rest = Vec::new();
-    while let Ok(Some(line)) = logs.next_line().await {
-        rest.push(line);
-    }
+    let (code, rest) = gateway.stop().await;
+    assert_eq!(code, Some(0), "graceful shutdown exits 0");
     assert!(
         rest.iter().any(|l| l.contains("SIGTERM received")),
         "{rest:?}"
@@ -179,27 +137,10 @@ async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
 
 #[tokio::test]
 async fn standalone_sandbox_subcommand_serves_http_and_exits_0_on_sigterm() {
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let mut logs = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
-    let addr: SocketAddr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = logs.next_line().await.expect("stderr readable") {
-            let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-            if let Some(addr) = event["addr"].as_str() {
-                return addr.parse().expect("socket address");
-            }
-        }
-        panic!("sandbox exited before listening");
-    })
-    .await
-    .expect("listening within 30s");
+    let sandbox =
+        RunningBinary::sandbox(&["sandbox", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .await;
+    let addr = sandbox.addr;
 
     let response = reqwest::Client::new()
         .post(format!("http://{addr}/s2s/session/"))
@@ -220,15 +161,6 @@ async fn standalone_sandbox_subcommand_serves_http_and_exits_0_on_sigterm() {
         )
     );
 
-    let pid = child.id().expect("running").to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs")
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits")
-        .expect("status");
-    assert_eq!(status.code(), Some(0));
+    let (code, _) = sandbox.stop().await;
+    assert_eq!(code, Some(0));
 }

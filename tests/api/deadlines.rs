@@ -2,25 +2,13 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use tonic::{Code, Request};
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{assert_status, settings_for, ConnectionEvent, SilentUpstream, TestApp};
+use crate::helpers::{
+    assert_status, settings_for, slow_mock, ConnectionEvent, SilentUpstream, TestApp,
+};
 use kgen_gateway::proto::CreateSessionRequest;
-
-async fn slow_mock(delay: Duration) -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "session_id": "s" }))
-                .set_delay(delay),
-        )
-        .mount(&mock)
-        .await;
-    mock
-}
 
 #[tokio::test]
 async fn upstream_timeout_maps_to_deadline_exceeded_upstream_timeout() {

@@ -21,7 +21,10 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -34,6 +37,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub struct FaultUpstream {
     pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
     requests: Arc<Mutex<HashMap<String, usize>>>,
     held_closed: mpsc::UnboundedReceiver<()>,
 }
@@ -77,8 +81,11 @@ impl FaultUpstream {
             requests: requests.clone(),
             held_closed: tx,
         };
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let shared = shared.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
@@ -95,6 +102,7 @@ impl FaultUpstream {
         });
         FaultUpstream {
             addr,
+            connections,
             requests,
             held_closed,
         }
@@ -106,6 +114,11 @@ impl FaultUpstream {
 
     pub fn https_url(&self) -> String {
         format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Requests seen with this `user_id` (for `flaky:*`, with this key).

@@ -287,88 +287,24 @@ async fn serve_stream(mut socket: TcpStream, head: &str, chunk: &[u8]) -> usize 
     written
 }
 
-/// A minimal HTTP/1.1 keep-alive upstream answering every request with `body`; counts connections and requests.
-pub struct CannedUpstream {
-    pub url: String,
-    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl CannedUpstream {
-    pub async fn start(body: String) -> CannedUpstream {
-        use std::sync::{atomic::AtomicUsize, Arc};
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let (conns, reqs) = (connections.clone(), requests.clone());
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                conns.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let (reqs, response) = (reqs.clone(), response.clone());
-                tokio::spawn(async move {
-                    let mut socket = tokio::io::BufReader::new(socket);
-                    while read_request(&mut socket).await {
-                        reqs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        if socket
-                            .get_mut()
-                            .write_all(response.as_bytes())
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        CannedUpstream {
-            url,
-            connections,
-            requests,
-        }
-    }
-
-    pub fn connections(&self) -> usize {
-        self.connections.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    pub fn requests(&self) -> usize {
-        self.requests.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-/// Reads one request (head and `content-length` body); false once the peer is gone.
-async fn read_request(socket: &mut tokio::io::BufReader<TcpStream>) -> bool {
-    use tokio::io::AsyncBufReadExt;
-    let mut content_length = 0usize;
-    loop {
-        let mut line = String::new();
-        match socket.read_line(&mut line).await {
-            Ok(0) | Err(_) => return false,
-            Ok(_) => {}
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                content_length = value.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0u8; content_length];
-    socket.read_exact(&mut body).await.is_ok()
-}
-
 /// Settings where each call makes exactly one attempt and the breaker never opens: for tests about what a single
 /// upstream answer maps to, not about resilience.
 pub fn single_attempt(mut settings: Settings) -> Settings {
     settings.resilience.max_attempts = 1;
     settings.resilience.breaker.failure_threshold = u32::MAX;
     settings
+}
+
+/// A wiremock upstream answering every call with a session after `delay`.
+pub async fn slow_mock(delay: Duration) -> MockServer {
+    let mock = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "session_id": "s" }))
+                .set_delay(delay),
+        )
+        .mount(&mock)
+        .await;
+    mock
 }

@@ -10,6 +10,7 @@ mod introspection;
 mod limits;
 mod observability;
 mod otlp;
+mod process;
 mod properties;
 mod sandbox;
 mod security;

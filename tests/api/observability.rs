@@ -1,10 +1,9 @@
 //! Metrics scraped after real calls, probes, request ids and trace context, and logs that never leak.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
-use kgen_gateway::proto::CreateSessionRequest;
+use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::{Code, Request};
 use wiremock::{
     matchers::{body_json, header, header_exists, method},
@@ -14,6 +13,7 @@ use wiremock::{
 use crate::helpers::{
     example_session, settings_for, single_attempt, TestApp, CLIENT_ID, CLIENT_SECRET,
 };
+use crate::process::RunningBinary;
 
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -245,51 +245,28 @@ async fn a_request_id_is_generated_when_absent_and_returned_on_errors_too() {
 
 /// Runs the real binary with JSON debug logs against `mock`, makes `calls`, stops it, returns its log lines.
 async fn logs_of_binary(mock: &MockServer, calls: &[(&str, &str)]) -> Vec<String> {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kgen-gateway"))
-        .args([
+    let uri = mock.uri();
+    let gateway = RunningBinary::gateway(
+        &[
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
             "--log-format",
             "json",
-        ])
-        .args([
             "--upstream-url",
-            &mock.uri(),
+            &uri,
             "--client-id",
             CLIENT_ID,
             "--upstream-max-attempts",
             "1",
-        ])
-        .env("KGEN_CLIENT_SECRET", CLIENT_SECRET)
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut logs = Vec::new();
-    let addr = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("serving before exit");
-        let event: serde_json::Value =
-            serde_json::from_str(&line).expect("one JSON object per line");
-        logs.push(line);
-        if event["message"] == "kgen-gateway serving gRPC" {
-            break event["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    let mut client = kgen_gateway::proto::session_service_client::SessionServiceClient::connect(
-        format!("http://{addr}"),
+        ],
+        &[("KGEN_CLIENT_SECRET", CLIENT_SECRET), ("RUST_LOG", "debug")],
     )
-    .await
-    .unwrap();
+    .await;
+    let mut client = SessionServiceClient::connect(format!("http://{}", gateway.addr))
+        .await
+        .unwrap();
     for (user_id, request_id) in calls {
         let mut request = Request::new(CreateSessionRequest {
             user_id: (*user_id).into(),
@@ -299,18 +276,8 @@ async fn logs_of_binary(mock: &MockServer, calls: &[(&str, &str)]) -> Vec<String
             .insert("x-request-id", request_id.parse().unwrap());
         let _ = client.create_session(request).await;
     }
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    while let Ok(Some(line)) = lines.next_line().await {
-        logs.push(line);
-    }
+    let (code, logs) = gateway.stop().await;
+    assert_eq!(code, Some(0));
     logs
 }
 

@@ -134,14 +134,14 @@ async fn lenient_fields_arrive_as_protobuf_defaults_and_numbers() {
 
 #[tokio::test]
 async fn connections_to_the_upstream_are_pooled_and_reused() {
-    let upstream = crate::helpers::CannedUpstream::start(example_session().to_string()).await;
-    let app = TestApp::spawn(crate::helpers::settings_for(&upstream.url)).await;
+    let upstream = crate::fault_upstream::FaultUpstream::start().await;
+    let app = TestApp::spawn(crate::helpers::settings_for(&upstream.url())).await;
 
     for _ in 0..5 {
         app.create_session("FTC_User1").await.expect("session");
     }
 
-    assert_eq!(upstream.requests(), 5);
+    assert_eq!(upstream.requests_for("FTC_User1"), 5);
     assert_eq!(
         upstream.connections(),
         1,

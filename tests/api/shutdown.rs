@@ -2,27 +2,13 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use tokio_stream::StreamExt;
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
-use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
-use crate::helpers::{channel, settings_for, TestApp};
-
-async fn slow_mock(delay: Duration) -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "session_id": "s" }))
-                .set_delay(delay),
-        )
-        .mount(&mock)
-        .await;
-    mock
-}
+use crate::helpers::{channel, settings_for, slow_mock, TestApp};
 
 #[tokio::test]
 async fn in_flight_calls_finish_and_health_turns_not_serving_on_shutdown() {
