@@ -223,6 +223,7 @@ impl Application {
             .max_concurrent_streams(self.server.max_concurrent_streams)
             .keep_alive_interval(self.server.http2_keepalive_interval)
             .keep_alive_timeout(self.server.http2_keepalive_timeout);
+        let http = Arc::new(http);
         let drain = CancellationToken::new();
         let tls = self.server.tls.clone().map(TlsAcceptor::from);
         // The admin endpoints outlive the drain, so probes see /readyz turn 503 while calls finish.
@@ -280,15 +281,10 @@ impl Application {
         drop(listener);
         // GOAWAY on every connection: calls in flight go on, new ones are refused.
         drain.cancel();
-        let drained = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.shutdown_grace, drained)
-            .await
-            .is_err()
-        {
+        if !all_closed_within(&mut connections, self.shutdown_grace).await {
             tracing::warn!("grace period over: cutting off calls still in flight (UNAVAILABLE)");
             self.cut_off.cancel();
-            let flushed = async { while connections.join_next().await.is_some() {} };
-            let _ = tokio::time::timeout(CUT_OFF_FLUSH, flushed).await;
+            all_closed_within(&mut connections, CUT_OFF_FLUSH).await;
         }
         // Whatever is left (long-lived streams such as health watches) is closed now.
         connections.shutdown().await;
@@ -308,6 +304,12 @@ impl Application {
     }
 }
 
+/// Waits up to `limit` for every connection task to end; true if they all did.
+async fn all_closed_within(connections: &mut JoinSet<()>, limit: Duration) -> bool {
+    let all_closed = async { while connections.join_next().await.is_some() {} };
+    tokio::time::timeout(limit, all_closed).await.is_ok()
+}
+
 type GrpcService = MetricsService<RequestIdService<Routes>>;
 
 /// How long a TLS handshake may take before the connection is dropped.
@@ -315,7 +317,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one client connection lives: until the client closes it, the gateway drains, or it ages out.
 struct ConnectionLifetime {
-    http: auto::Builder<TokioExecutor>,
+    http: Arc<auto::Builder<TokioExecutor>>,
     service: TowerToHyperService<GrpcService>,
     max_age: Duration,
     age_grace: Duration,
