@@ -11,8 +11,9 @@ RUN cargo build --release --locked
 # (webpki-roots), so no CA bundle is needed either.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/kgen-gateway /usr/local/bin/kgen-gateway
-USER nonroot:nonroot
+# The distroless nonroot user, numerically, so Kubernetes can verify runAsNonRoot.
+USER 65532:65532
 ENV KGEN_GATEWAY_LISTEN=0.0.0.0:50051 \
     KGEN_LOG_FORMAT=json
-EXPOSE 50051
+EXPOSE 50051 9090
 ENTRYPOINT ["/usr/local/bin/kgen-gateway"]

@@ -1,4 +1,4 @@
-//! The admin HTTP listener (`--admin-listen`): `/metrics` in Prometheus text format, `/healthz` (the process is
+//! The admin HTTP listener (`--admin-listen`): `/metrics` in the OpenMetrics text format (which Prometheus scrapes), `/healthz` (the process is
 //! up) and `/readyz` (it is serving and not draining) for plain HTTP probes. Kept off the gRPC port so it can stay
 //! private to the node or the mesh.
 
@@ -59,7 +59,7 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
     )

@@ -17,6 +17,9 @@
 //! - [`upstream`]: the one KGeN HTTP client and its lenient wire model.
 //! - [`metrics`]: Prometheus metrics and the layer counting every gRPC call; [`correlation`]: `x-request-id`
 //!   and W3C trace context.
+//! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`tls`]: TLS and mTLS for the gRPC listener; [`auth`]: caller authentication with bearer tokens;
+//!   [`reload`]: re-reading the client secret and tokens files so they rotate without a restart.
 //! - [`error`]: the one place where failures become `tonic::Status` (with `ErrorInfo`, `RetryInfo`, `BadRequest`).
 //! - [`proto`]: the generated contract and the descriptor set served by reflection.
 //! - [`sandbox`]: an embedded fake KGeN upstream for offline use, tests and benchmarks.

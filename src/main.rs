@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use kgen_gateway::{
     config::{self, Cli, Command, GatewayArgs, SandboxArgs},
     sandbox::{self, SandboxConfig},
@@ -19,7 +19,25 @@ const EXIT_RUNTIME: u8 = 1;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => error.exit(), // --help, --version
+        Err(error) => {
+            // One line naming the setting; clap's usage block would bury it.
+            let text = error.to_string();
+            let line: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!(
+                "kgen-gateway: {}",
+                line.join(" ").trim_start_matches("error: ")
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let result = match cli.command {
         Some(Command::Sandbox(args)) => run_sandbox(args).await,
         None => run_gateway(cli.gateway).await,

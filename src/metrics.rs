@@ -341,11 +341,7 @@ where
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let labels = method_labels(request.uri().path());
         self.metrics.started.get_or_create(&labels).inc();
-        let recorder = Recorder {
-            metrics: self.metrics.clone(),
-            labels,
-            started: Instant::now(),
-        };
+        let recorder = Recorder::new(self.metrics.clone(), labels);
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
@@ -361,22 +357,38 @@ where
     }
 }
 
-/// Records a call's end once.
+/// Records a call's end exactly once: with its code when known, or as `Canceled` when dropped first (the caller
+/// went away before the response, or while it streamed).
 #[derive(Debug)]
 struct Recorder {
-    metrics: Arc<Metrics>,
+    metrics: Option<Arc<Metrics>>,
     labels: MethodLabels,
     started: Instant,
 }
 
 impl Recorder {
-    fn finish(self, code: Code) {
+    fn new(metrics: Arc<Metrics>, labels: MethodLabels) -> Self {
+        Self {
+            metrics: Some(metrics),
+            labels,
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(mut self, code: Code) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: Code) {
+        let Some(metrics) = self.metrics.take() else {
+            return;
+        };
         let MethodLabels {
             grpc_type,
             grpc_service,
             grpc_method,
         } = self.labels.clone();
-        self.metrics
+        metrics
             .handled
             .get_or_create(&HandledLabels {
                 grpc_type,
@@ -385,15 +397,21 @@ impl Recorder {
                 grpc_code: code_name(code),
             })
             .inc();
-        self.metrics
+        metrics
             .handling
             .get_or_create(&self.labels)
             .observe(self.started.elapsed().as_secs_f64());
     }
 }
 
-/// A response body that records the call when its trailers pass (or when it is dropped unfinished: the caller
-/// went away, counted as `Canceled`).
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.record(Code::Cancelled);
+    }
+}
+
+/// A response body that records the call when its trailers pass (dropped unfinished, its recorder counts the call
+/// as `Canceled`).
 #[derive(Debug)]
 pub struct MetricsBody<B> {
     inner: B,
@@ -434,34 +452,24 @@ impl<B: Body<Data = Bytes> + Unpin> Body for MetricsBody<B> {
     }
 }
 
-impl<B> Drop for MetricsBody<B> {
-    fn drop(&mut self) {
-        if let Some(recorder) = self.recorder.take() {
-            recorder.finish(Code::Cancelled);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn exposition_uses_the_standard_names() {
-        let metrics = Metrics::new();
+        let metrics = Arc::new(Metrics::new());
         let labels = method_labels("/kgen.session.v1.SessionService/CreateSession");
         metrics.started.get_or_create(&labels).inc();
-        Recorder {
-            metrics: Arc::new(Metrics::new()),
-            labels: labels.clone(),
-            started: Instant::now(),
-        }
-        .finish(Code::Ok);
+        Recorder::new(metrics.clone(), labels.clone()).finish(Code::Ok);
+        drop(Recorder::new(metrics.clone(), labels)); // the caller went away before an answer
         metrics.upstream_attempt("200", std::time::Duration::from_millis(3));
         metrics.upstream_retry();
         let text = metrics.encode(7, BreakerState::Open);
         for needle in [
             "grpc_server_started_total{grpc_type=\"unary\",grpc_service=\"kgen.session.v1.SessionService\",grpc_method=\"CreateSession\"} 1",
+            "grpc_code=\"OK\"} 1",
+            "grpc_code=\"Canceled\"} 1",
             "kgen_upstream_responses_total{status=\"200\"} 1",
             "kgen_upstream_request_duration_seconds_bucket{le=\"0.005\"} 1",
             "kgen_upstream_retries_total 1",

@@ -57,11 +57,14 @@ fn invalid_settings_exit_2_before_binding() {
             "--upstream-url",
         ),
         (&["--sandbox", "--log-format", "xml"], "--log-format"),
+        (&["--sandbox", "--tls-cert", "/tmp/x.pem"], "--tls-key"),
+        (&["--sandbox", "--no-such-flag"], "--no-such-flag"),
     ] {
         let out = run_to_exit(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
 }
 
