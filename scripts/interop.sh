@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Interop check: the gateway's contract, driven by real generated clients in Python, Node.js and Rust.
+#
+#   scripts/interop.sh
+#
+# Builds kgen-gateway (`cargo build --locked --bin kgen-gateway`; honours CARGO_TARGET_DIR), starts it with
+# `--sandbox` on a free loopback port (port 0; the bound address is read from its JSON log), then runs
+#   - examples/python/interop.py (venv in examples/python/.venv, created or reused; `pip install -r
+#     requirements.txt`; stubs from generate.sh),
+#   - examples/node/interop.js (`npm ci`; npm's cache kept in examples/node/.npm-cache),
+#   - the Rust example once, success path only (`cargo run --locked --example create_session`; needs the
+#     `[[example]] name = "create_session"` entry in Cargo.toml; INTEROP_SKIP_RUST=1 skips it).
+# Each client prints one `[lang] PASS|FAIL <case>` line per case; this script counts them, adds whether the gateway
+# stopped with exit 0 on SIGTERM, and ends with the line `N passed, N failed`. Exit status: 0 when everything
+# passed, 1 otherwise (also when the build, the installs or the gateway's start-up fail).
+# Environment: CARGO_TARGET_DIR, INTEROP_SKIP_RUST=1, PYTHON (interpreter for the venv, default python3),
+# INTEROP_EXPECT_CLIENT_NAME (the sandbox's third_party_client_name, default SANDBOX_SANDBOX_CLIENT).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+binary="${CARGO_TARGET_DIR:-$root/target}/debug/kgen-gateway"
+py_dir="$root/examples/python"
+node_dir="$root/examples/node"
+skip_rust=${INTEROP_SKIP_RUST:-0}
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/kgen-interop.XXXXXX")
+gateway_log="$workdir/gateway.log"
+gateway_pid=""
+summary_printed=0
+passed=0
+failed=0
+# A fresh user id per run and language, so is_new_user is true on each client's first call.
+suffix=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+
+say() { printf '== %s\n' "$*"; }
+die() {
+  printf 'interop: %s\n' "$*" >&2
+  exit 1
+}
+
+cleanup() {
+  local status=$?
+  if [ -n "$gateway_pid" ]; then
+    kill -TERM "$gateway_pid" 2>/dev/null || true
+    wait "$gateway_pid" 2>/dev/null || true
+    gateway_pid=""
+  fi
+  if [ "$status" -ne 0 ] && [ "$summary_printed" = 0 ] && [ -s "$gateway_log" ]; then
+    echo "interop: last lines of the gateway's log:" >&2
+    tail -n 20 "$gateway_log" >&2
+  fi
+  rm -rf "$workdir"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for tool in cargo node npm "${PYTHON:-python3}"; do
+  command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+if [ "$skip_rust" != 1 ]; then
+  # Fail before spending minutes on installs if the Rust example is not registered as a cargo example.
+  examples=$(cd "$root" && cargo metadata --locked --no-deps --format-version 1 |
+    "${PYTHON:-python3}" -c 'import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    for t in p["targets"]:
+        if "example" in t["kind"]:
+            print(t["name"])')
+  grep -qx create_session <<<"$examples" ||
+    die "Cargo.toml has no example target \"create_session\"; add
+    [[example]]
+    name = \"create_session\"
+    path = \"examples/rust/create_session.rs\"
+to Cargo.toml, or set INTEROP_SKIP_RUST=1 to skip the Rust client"
+fi
+
+say "cargo build --locked --bin kgen-gateway"
+(cd "$root" && cargo build --locked --bin kgen-gateway)
+[ -x "$binary" ] || die "no binary at $binary after the build"
+if [ "$skip_rust" != 1 ]; then
+  say "cargo build --locked --example create_session"
+  (cd "$root" && cargo build --locked --example create_session)
+fi
+
+say "python: venv, pip install -r requirements.txt, generate.sh"
+if [ ! -x "$py_dir/.venv/bin/python" ]; then
+  "${PYTHON:-python3}" -m venv "$py_dir/.venv"
+fi
+"$py_dir/.venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+  -r "$py_dir/requirements.txt"
+PYTHON="$py_dir/.venv/bin/python" "$py_dir/generate.sh"
+
+say "node: npm ci"
+(cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error --cache "$node_dir/.npm-cache")
+
+say "start kgen-gateway --sandbox"
+# A clean environment for the gateway's own settings: every KGEN_* variable it could read is dropped.
+unset_kgen=()
+while IFS= read -r name; do
+  unset_kgen+=(-u "$name")
+done < <(compgen -e | grep '^KGEN_' || true)
+env ${unset_kgen[@]+"${unset_kgen[@]}"} RUST_LOG=info "$binary" --sandbox --listen 127.0.0.1:0 \
+  --admin-listen 127.0.0.1:0 --log-format json >"$gateway_log" 2>&1 &
+gateway_pid=$!
+addr=""
+for _ in $(seq 1 100); do
+  kill -0 "$gateway_pid" 2>/dev/null || die "the gateway exited during start-up"
+  addr=$("$py_dir/.venv/bin/python" -c 'import json, sys
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        continue
+    if entry.get("message") == "kgen-gateway serving gRPC":
+        print(entry["addr"])
+        break' "$gateway_log")
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || die "the gateway did not log \"kgen-gateway serving gRPC\" within 10 s"
+echo "gateway pid $gateway_pid serving gRPC on $addr"
+
+# Runs one client; counts its `[label] PASS` / `[label] FAIL` lines. A client that exits non-zero without
+# reporting a failed case, or reports no case at all, counts as one failure.
+run_suite() {
+  local label=$1
+  shift
+  local out="$workdir/$label.out" rc=0 p f
+  "$@" 2>&1 | tee "$out" || rc=$?
+  p=$(grep -c "^\[$label\] PASS " "$out" || true)
+  f=$(grep -c "^\[$label\] FAIL " "$out" || true)
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    echo "[$label] FAIL exited with status $rc without reporting a failed case"
+    f=1
+  elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+    echo "[$label] FAIL reported no case"
+    f=1
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+say "python interop"
+run_suite python "$py_dir/.venv/bin/python" "$py_dir/interop.py" --target "$addr" --user-id "interop-py-$suffix"
+
+say "node interop"
+run_suite node node "$node_dir/interop.js" --target "$addr" --user-id "interop-node-$suffix"
+
+if [ "$skip_rust" = 1 ]; then
+  say "rust example: skipped (INTEROP_SKIP_RUST=1)"
+else
+  say "rust example (success path)"
+  rust_user="interop-rust-$suffix"
+  rust_out="$workdir/rust.out"
+  rust_rc=0
+  (cd "$root" && cargo run --locked --quiet --example create_session -- \
+    --target "http://$addr" --user-id "$rust_user" --timeout 10) >"$rust_out" 2>&1 || rust_rc=$?
+  sed 's/^/  /' "$rust_out"
+  if [ "$rust_rc" -eq 0 ] &&
+    grep -qx "user_id: \"$rust_user\"" "$rust_out" &&
+    grep -qx 'is_new_user: true' "$rust_out" &&
+    grep -qE '^session_id: "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"$' "$rust_out" &&
+    grep -qE '^session_started_at: [0-9]{4}-[0-9]{2}-[0-9]{2}T' "$rust_out"; then
+    echo "[rust] PASS success: create_session example (user_id, session_id, is_new_user, session_started_at)"
+    passed=$((passed + 1))
+  else
+    echo "[rust] FAIL success: create_session example exited $rust_rc or printed an unexpected session"
+    failed=$((failed + 1))
+  fi
+fi
+
+say "stop the gateway (SIGTERM)"
+kill -TERM "$gateway_pid"
+gateway_rc=0
+wait "$gateway_pid" || gateway_rc=$?
+gateway_pid=""
+if [ "$gateway_rc" -eq 0 ]; then
+  echo "[gateway] PASS stopped with exit status 0 on SIGTERM"
+  passed=$((passed + 1))
+else
+  echo "[gateway] FAIL exited with status $gateway_rc on SIGTERM"
+  failed=$((failed + 1))
+fi
+
+if [ "$failed" -ne 0 ] && [ -s "$gateway_log" ]; then
+  echo "interop: last lines of the gateway's log:"
+  tail -n 20 "$gateway_log"
+fi
+summary_printed=1
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
