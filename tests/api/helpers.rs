@@ -74,6 +74,18 @@ impl TestApp {
             .map(|r| r.into_inner())
     }
 
+    /// Starts a call in the background (its result is awaited later).
+    pub fn spawn_call(
+        &self,
+        user_id: &str,
+    ) -> JoinHandle<Result<tonic::Response<CreateSessionResponse>, Status>> {
+        let mut client = self.client.clone();
+        let request = CreateSessionRequest {
+            user_id: user_id.to_owned(),
+        };
+        tokio::spawn(async move { client.create_session(request).await })
+    }
+
     /// Calls with `grpc-timeout` set to `deadline`. tonic's `Channel` would also enforce the deadline on the
     /// client side (answering `CANCELLED` first), so this goes through a client that only sends it: what the
     /// caller then sees is the gateway's own answer.
@@ -307,4 +319,16 @@ pub async fn slow_mock(delay: Duration) -> MockServer {
         .mount(&mock)
         .await;
     mock
+}
+
+/// Waits until `mock` has received at least one request (the call under test reached the upstream).
+pub async fn until_upstream_called(mock: &MockServer) {
+    while mock
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

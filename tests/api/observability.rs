@@ -11,7 +11,8 @@ use wiremock::{
 };
 
 use crate::helpers::{
-    example_session, settings_for, single_attempt, TestApp, CLIENT_ID, CLIENT_SECRET,
+    example_session, settings_for, single_attempt, until_upstream_called, TestApp, CLIENT_ID,
+    CLIENT_SECRET,
 };
 use crate::process::RunningBinary;
 
@@ -141,23 +142,8 @@ async fn readiness_turns_503_while_the_gateway_drains() {
     let mut settings = settings_for(&mock.uri());
     settings.shutdown_grace = Duration::from_secs(5);
     let mut app = TestApp::spawn(settings).await;
-    let client = app.client.clone();
-    let in_flight = tokio::spawn(async move {
-        let mut client = client;
-        client
-            .create_session(CreateSessionRequest {
-                user_id: "u".into(),
-            })
-            .await
-    });
-    while mock
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let in_flight = app.spawn_call("u");
+    until_upstream_called(&mock).await;
 
     let _ = app.shutdown_handle().send(());
     let mut saw_not_ready = false;

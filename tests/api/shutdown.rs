@@ -8,7 +8,7 @@ use tonic_health::pb::{
 };
 use wiremock::MockServer;
 
-use crate::helpers::{channel, settings_for, slow_mock, TestApp};
+use crate::helpers::{channel, settings_for, slow_mock, until_upstream_called, TestApp};
 
 #[tokio::test]
 async fn in_flight_calls_finish_and_health_turns_not_serving_on_shutdown() {
@@ -29,26 +29,9 @@ async fn in_flight_calls_finish_and_health_turns_not_serving_on_shutdown() {
         ServingStatus::Serving
     );
 
-    let in_flight = tokio::spawn({
-        let client = app.client.clone();
-        async move {
-            let mut client = client;
-            client
-                .create_session(kgen_gateway::proto::CreateSessionRequest {
-                    user_id: "u".into(),
-                })
-                .await
-        }
-    });
+    let in_flight = app.spawn_call("u");
     // Shut down only once the call has reached the upstream.
-    while mock
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_upstream_called(&mock).await;
     let server = app.take_server();
     let _ = app.shutdown_handle().send(());
 
@@ -117,23 +100,8 @@ async fn calls_still_running_when_the_grace_period_ends_are_cut_off() {
     settings.shutdown_grace = Duration::from_millis(300);
     settings.upstream.timeout = Duration::from_secs(60);
     let app = TestApp::spawn(settings).await;
-    let client = app.client.clone();
-    let in_flight = tokio::spawn(async move {
-        let mut client = client;
-        client
-            .create_session(kgen_gateway::proto::CreateSessionRequest {
-                user_id: "u".into(),
-            })
-            .await
-    });
-    while mock
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let in_flight = app.spawn_call("u");
+    until_upstream_called(&mock).await;
 
     let started = std::time::Instant::now();
     app.shutdown().await.expect("clean exit");
