@@ -2,13 +2,16 @@
 # Measures the gateway's memory with 10,000 slow calls in flight: the upstream (the standalone sandbox, in its
 # own process) holds every call for --hold-ms; h2load keeps 10,000 streams open on 10 connections.
 # Usage: scripts/memory-10k.sh [--binary target/release/kgen-gateway] [--calls 10000] [--hold-ms 15000]
+#                              [--upstream-h2c]   (gateway → sandbox over HTTP/2 prior knowledge instead of HTTP/1.1)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 binary=""
 calls=10000
 hold_ms=15000
+upstream_flags=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --upstream-h2c) upstream_flags+=(--upstream-http2-prior-knowledge); shift ;;
     --binary) binary=$2; shift 2 ;;
     --calls) calls=$2; shift 2 ;;
     --hold-ms) hold_ms=$2; shift 2 ;;
@@ -45,7 +48,7 @@ pids+=($!)
 wait_port "$upstream_port" "$!"
 KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG=warn "$binary" --listen "127.0.0.1:$gateway_port" \
   --upstream-url "http://127.0.0.1:$upstream_port" --client-id sandbox-client \
-  --max-concurrent-upstream "$calls" --upstream-timeout 120s 2>"$work/gateway.log" &
+  --max-concurrent-upstream "$calls" --upstream-timeout 120s "${upstream_flags[@]}" 2>"$work/gateway.log" &
 gateway=$!
 pids+=($gateway)
 wait_port "$gateway_port" "$gateway"

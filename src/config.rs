@@ -79,6 +79,10 @@ pub struct GatewayArgs {
     /// Largest upstream response body read (e.g. `1MiB`, `512KiB`, `65536`).
     #[arg(long, env = "KGEN_MAX_UPSTREAM_BODY", default_value = "1MiB", value_parser = parse_size)]
     pub max_upstream_body: usize,
+    /// Speak HTTP/2 to the upstream without negotiation (h2c for `http://` URLs, e.g. an h2c sidecar or the
+    /// standalone sandbox in benchmarks); by default HTTP/2 is used only where TLS ALPN offers it.
+    #[arg(long, env = "KGEN_UPSTREAM_HTTP2_PRIOR_KNOWLEDGE")]
+    pub upstream_http2_prior_knowledge: bool,
     /// PEM file of extra CA certificates trusted for KGeN's TLS (added to the bundled Mozilla roots).
     #[arg(long, env = "KGEN_UPSTREAM_CA_FILE")]
     pub upstream_ca_file: Option<PathBuf>,
@@ -216,6 +220,8 @@ pub struct UpstreamSettings {
     pub max_body: usize,
     /// Extra CA certificates trusted for KGeN's TLS.
     pub extra_roots: Vec<reqwest::Certificate>,
+    /// HTTP/2 without negotiation (all calls multiplexed on few connections).
+    pub http2_prior_knowledge: bool,
 }
 
 /// How the gateway protects itself and KGeN when KGeN is slow or failing.
@@ -296,6 +302,7 @@ impl UpstreamSettings {
             connect_timeout: Duration::from_secs(2),
             max_body: 1024 * 1024,
             extra_roots: Vec::new(),
+            http2_prior_knowledge: false,
         }
     }
 }
@@ -493,6 +500,7 @@ impl GatewayArgs {
         upstream.connect_timeout = self.connect_timeout;
         upstream.max_body = self.max_upstream_body;
         upstream.extra_roots = extra_roots;
+        upstream.http2_prior_knowledge = self.upstream_http2_prior_knowledge;
         upstream.client_secret_file = secret_file;
         let resilience = ResilienceSettings {
             max_attempts: self.upstream_max_attempts,

@@ -102,6 +102,9 @@ impl UpstreamClient {
         for root in &settings.extra_roots {
             builder = builder.add_root_certificate(root.clone());
         }
+        if settings.http2_prior_knowledge {
+            builder = builder.http2_prior_knowledge();
+        }
         let http = builder
             .use_rustls_tls()
             .https_only(settings.url.scheme() == "https")

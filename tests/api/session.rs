@@ -148,3 +148,29 @@ async fn connections_to_the_upstream_are_pooled_and_reused() {
         "one keep-alive connection serves sequential calls"
     );
 }
+
+#[tokio::test]
+async fn upstream_http2_prior_knowledge_speaks_h2c_to_the_upstream() {
+    let h2c_capable = kgen_gateway::sandbox::spawn(kgen_gateway::sandbox::SandboxConfig::default())
+        .await
+        .expect("sandbox starts");
+    let mut settings = crate::helpers::settings_for(h2c_capable.url().as_str());
+    settings.upstream.client_id = "sandbox-client".into();
+    settings.upstream.client_secret = "sandbox-secret".to_owned().into();
+    settings.upstream.http2_prior_knowledge = true;
+    let app = TestApp::spawn(settings.clone()).await;
+    app.create_session("h2c-user")
+        .await
+        .expect("h2c upstream answers");
+
+    // The same settings against an HTTP/1.1-only upstream fail: the flag really changes the protocol.
+    let http1_only = crate::fault_upstream::FaultUpstream::start().await;
+    settings.upstream.url = http1_only.url().parse().unwrap();
+    settings.resilience.max_attempts = 1;
+    let app = TestApp::spawn(settings).await;
+    let status = app
+        .create_session("h2c-user")
+        .await
+        .expect_err("no h2c there");
+    crate::helpers::assert_status(&status, tonic::Code::Unavailable, "UPSTREAM_UNREACHABLE");
+}
