@@ -361,43 +361,37 @@ impl GatewayArgs {
             self.connect_timeout,
             "--connect-timeout / KGEN_CONNECT_TIMEOUT",
         )?;
-        if self.max_upstream_body < 1024 {
-            return Err(ConfigError::new(
-                "--max-upstream-body / KGEN_MAX_UPSTREAM_BODY",
-                "must be at least 1KiB",
-            ));
-        }
+        ensure(
+            self.max_upstream_body >= 1024,
+            "--max-upstream-body / KGEN_MAX_UPSTREAM_BODY",
+            "must be at least 1KiB",
+        )?;
 
-        if !(1..=10).contains(&self.upstream_max_attempts) {
-            return Err(ConfigError::new(
-                "--upstream-max-attempts / KGEN_UPSTREAM_MAX_ATTEMPTS",
-                "must be between 1 and 10",
-            ));
-        }
-        if !(0.0..=1000.0).contains(&self.retry_budget_percent) {
-            return Err(ConfigError::new(
-                "--retry-budget-percent / KGEN_RETRY_BUDGET_PERCENT",
-                "must be between 0 and 1000",
-            ));
-        }
-        if self.retry_budget_min_per_sec > 100_000 {
-            return Err(ConfigError::new(
-                "--retry-budget-min-per-sec / KGEN_RETRY_BUDGET_MIN_PER_SEC",
-                "must be at most 100000",
-            ));
-        }
-        if !(1..=1_000_000).contains(&self.max_concurrent_upstream) {
-            return Err(ConfigError::new(
-                "--max-concurrent-upstream / KGEN_MAX_CONCURRENT_UPSTREAM",
-                "must be between 1 and 1000000",
-            ));
-        }
-        if self.breaker_failure_threshold == 0 || self.breaker_probes == 0 {
-            return Err(ConfigError::new(
-                "--breaker-failure-threshold / --breaker-probes",
-                "must be at least 1",
-            ));
-        }
+        ensure(
+            (1..=10).contains(&self.upstream_max_attempts),
+            "--upstream-max-attempts / KGEN_UPSTREAM_MAX_ATTEMPTS",
+            "must be between 1 and 10",
+        )?;
+        ensure(
+            (0.0..=1000.0).contains(&self.retry_budget_percent),
+            "--retry-budget-percent / KGEN_RETRY_BUDGET_PERCENT",
+            "must be between 0 and 1000",
+        )?;
+        ensure(
+            self.retry_budget_min_per_sec <= 100_000,
+            "--retry-budget-min-per-sec / KGEN_RETRY_BUDGET_MIN_PER_SEC",
+            "must be at most 100000",
+        )?;
+        ensure(
+            (1..=1_000_000).contains(&self.max_concurrent_upstream),
+            "--max-concurrent-upstream / KGEN_MAX_CONCURRENT_UPSTREAM",
+            "must be between 1 and 1000000",
+        )?;
+        ensure(
+            self.breaker_failure_threshold > 0 && self.breaker_probes > 0,
+            "--breaker-failure-threshold / --breaker-probes",
+            "must be at least 1",
+        )?;
         positive(
             self.breaker_cool_down,
             "--breaker-cool-down / KGEN_BREAKER_COOL_DOWN",
@@ -406,18 +400,16 @@ impl GatewayArgs {
             self.breaker_window,
             "--breaker-window / KGEN_BREAKER_WINDOW",
         )?;
-        if self.max_concurrent_streams == 0 {
-            return Err(ConfigError::new(
-                "--max-concurrent-streams / KGEN_MAX_CONCURRENT_STREAMS",
-                "must be at least 1",
-            ));
-        }
-        if self.max_request_size < 1024 {
-            return Err(ConfigError::new(
-                "--max-request-size / KGEN_MAX_REQUEST_SIZE",
-                "must be at least 1KiB",
-            ));
-        }
+        ensure(
+            self.max_concurrent_streams > 0,
+            "--max-concurrent-streams / KGEN_MAX_CONCURRENT_STREAMS",
+            "must be at least 1",
+        )?;
+        ensure(
+            self.max_request_size >= 1024,
+            "--max-request-size / KGEN_MAX_REQUEST_SIZE",
+            "must be at least 1KiB",
+        )?;
         positive(
             self.http2_keepalive_interval,
             "--http2-keepalive-interval / KGEN_HTTP2_KEEPALIVE_INTERVAL",
@@ -547,11 +539,17 @@ pub fn sandbox_secret(env_value: Option<String>) -> SecretString {
     )
 }
 
-fn positive(value: Duration, setting: &'static str) -> Result<(), ConfigError> {
-    if value.is_zero() {
-        return Err(ConfigError::new(setting, "must be greater than zero"));
+/// `Err` naming `setting` and `problem` unless `ok`.
+fn ensure(ok: bool, setting: &'static str, problem: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(setting, problem))
     }
-    Ok(())
+}
+
+fn positive(value: Duration, setting: &'static str) -> Result<(), ConfigError> {
+    ensure(!value.is_zero(), setting, "must be greater than zero")
 }
 
 fn parse_upstream_url(raw: &str) -> Result<Url, String> {
