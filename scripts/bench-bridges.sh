@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# kgen-gateway side by side with a Python bridge (grpc.aio + aiohttp + uvloop) and a Node bridge (@grpc/grpc-js +
+# node:http) doing the same gRPC -> REST translation against the same upstream stand-in (bench/bridges/README.md).
+#
+#   scripts/bench-bridges.sh [--duration 10] [--concurrency 64]
+#
+# Builds the release binary and the loadgen example (honours CARGO_TARGET_DIR), installs the bridges (venv in
+# bench/bridges/python/.venv, created or reused, `pip install -r requirements.txt`, stubs from generate.sh; `npm ci`
+# in bench/bridges/node with npm's cache in bench/bridges/node/.npm-cache), starts `kgen-gateway sandbox`, the
+# gateway in front of it (the flags of scripts/bench.sh) and both bridges on free loopback ports, checks that every
+# server answers correctly (a fresh user's session field by field against the gateway's, is_new_user, the parsed
+# session_started_at, fault:status:429 -> RESOURCE_EXHAUSTED, empty user_id -> INVALID_ARGUMENT), then runs loadgen's
+# `gateway` scenario (closed loop, plain gRPC CreateSession) against the gateway, the Python bridge and the Node
+# bridge in turn, and ends with a table of calls/s, latency, errors, CPU per call and the throughput ratios.
+# The bridges are single-process (one event loop each); the gateway uses every core. Exit status 1 when a check
+# fails or a timed run had errors. Environment: CARGO_TARGET_DIR, PYTHON (interpreter for the venv, default python3).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+duration=10
+concurrency=64
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration=$2; shift 2 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+py_dir="$root/bench/bridges/python"
+node_dir="$root/bench/bridges/node"
+cd "$root"
+for tool in cargo node npm "${PYTHON:-python3}"; do
+  command -v "$tool" >/dev/null || { echo "bench-bridges: $tool is not installed" >&2; exit 1; }
+done
+
+echo "== build: kgen-gateway and loadgen (release)"
+cargo build --release --locked --quiet --bin kgen-gateway --example loadgen
+target=${CARGO_TARGET_DIR:-$root/target}/release
+echo "== python bridge: venv, pip install -r requirements.txt, generate.sh"
+[ -x "$py_dir/.venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$py_dir/.venv"
+"$py_dir/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$py_dir/requirements.txt"
+PYTHON="$py_dir/.venv/bin/python" "$py_dir/generate.sh"
+echo "== node bridge: npm ci"
+(cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error --cache "$node_dir/.npm-cache")
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { echo "process $2 exited" >&2; tail -n 20 "$work"/*.log >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "port $1 never opened" >&2; exit 1
+}
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+upstream_port=$(free_port); gateway_port=$(free_port); python_port=$(free_port); node_port=$(free_port)
+RUST_LOG=warn "$target/kgen-gateway" sandbox --listen "127.0.0.1:$upstream_port" 2>"$work/sandbox.log" &
+upstream=$!; pids+=("$upstream"); wait_port "$upstream_port" "$upstream"
+KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG=warn "$target/kgen-gateway" --listen "127.0.0.1:$gateway_port" \
+  --admin-listen 127.0.0.1:0 --upstream-url "http://127.0.0.1:$upstream_port" --client-id sandbox-client \
+  --max-concurrent-upstream 10000 2>"$work/gateway.log" &
+gateway=$!; pids+=("$gateway"); wait_port "$gateway_port" "$gateway"
+bridge_env=(KGEN_UPSTREAM_URL="http://127.0.0.1:$upstream_port" KGEN_CLIENT_ID=sandbox-client
+  KGEN_CLIENT_SECRET=sandbox-secret)
+env "${bridge_env[@]}" "$py_dir/.venv/bin/python" "$py_dir/bridge.py" --port "$python_port" 2>"$work/python.log" &
+python_bridge=$!; pids+=("$python_bridge"); wait_port "$python_port" "$python_bridge"
+env "${bridge_env[@]}" node "$node_dir/bridge.js" --port "$node_port" 2>"$work/node.log" &
+node_bridge=$!; pids+=("$node_bridge"); wait_port "$node_port" "$node_bridge"
+echo "== processes: sandbox pid $upstream, gateway pid $gateway, python bridge pid $python_bridge ($(head -n 1 "$work/python.log")), node bridge pid $node_bridge"
+
+echo "== checks: every server's answers (one fresh user each, then one user shared, 429, empty user_id)"
+cat >"$work/check.py" <<'EOF'
+import calendar, os, sys, time
+sys.path.insert(0, os.environ["STUBS"])
+import grpc
+from kgen.session.v1 import session_pb2, session_pb2_grpc
+
+targets = [arg.split("=", 1) for arg in sys.argv[2:]]  # NAME=HOST:PORT, the gateway first
+suffix = sys.argv[1]
+failures = 0
+
+def check(ok, what):
+    global failures
+    print(("  PASS " if ok else "  FAIL ") + what)
+    failures += not ok
+
+def call(addr, user_id, timeout=10):
+    with grpc.insecure_channel(addr) as channel:
+        stub = session_pb2_grpc.SessionServiceStub(channel)
+        try:
+            return stub.CreateSession(session_pb2.CreateSessionRequest(user_id=user_id), timeout=timeout), grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            return None, e.code()
+
+def expected_time(raw):  # "2024-08-20 08:32:13.025599965 +0000 UTC", as the sandbox writes it
+    seconds = calendar.timegm(time.strptime(raw[:19], "%Y-%m-%d %H:%M:%S"))
+    return seconds, int(raw[20:29])
+
+DETERMINISTIC = ("user_id", "third_party_client_id", "third_party_client_name", "namespaced_third_party_user_id",
+                 "wallet_address", "level", "rank", "name", "email", "linked_phone", "date_joined")
+shared = f"bridge-check-{suffix}-shared"
+reference = None
+for name, addr in targets:
+    user = f"bridge-check-{suffix}-{name}"
+    first, code = call(addr, user)
+    check(code == grpc.StatusCode.OK and first is not None and first.session_id != "",
+          f"{name}: CreateSession({user!r}) is OK with a session id ({code.name})")
+    if first is None:
+        continue
+    second, _ = call(addr, user)
+    check(first.is_new_user is True and second is not None and second.is_new_user is False,
+          f"{name}: is_new_user true on the first call, false on the second")
+    check(first.HasField("session_started_at")
+          and (first.session_started_at.seconds, first.session_started_at.nanos) == expected_time(first.session_start_time),
+          f"{name}: session_started_at {first.session_started_at.seconds}.{first.session_started_at.nanos:09d}"
+          f" == session_start_time {first.session_start_time!r}")
+    check(abs(first.session_started_at.seconds - time.time()) < 60, f"{name}: session_started_at is about now")
+    check(not first.HasField("indigg_id"), f"{name}: indigg_id unset (the sandbox sends null)")
+    check(first.access_token.count(".") == 2 and first.refresh_token.count(".") == 2, f"{name}: tokens are JWT-shaped")
+    session, code = call(addr, shared)
+    if session is None:
+        check(False, f"{name}: shared user answered {code.name}")
+        continue
+    if reference is None:
+        reference = session
+        check(session.is_new_user is True, f"{name}: shared user is new on its first call")
+        print(f"  {name}: " + ", ".join(f"{f}={getattr(session, f)!r}" for f in ("user_id", "wallet_address", "level", "rank", "namespaced_third_party_user_id", "is_new_user")))
+    else:
+        same = all(getattr(session, f) == getattr(reference, f) for f in DETERMINISTIC)
+        check(same, f"{name}: shared user's {', '.join(DETERMINISTIC)} equal the gateway's")
+        check(session.is_new_user is False, f"{name}: shared user is not new after the gateway's call")
+        check(abs(session.session_started_at.seconds - reference.session_started_at.seconds) < 60,
+              f"{name}: session_started_at within a minute of the gateway's")
+        print(f"  {name}: " + ", ".join(f"{f}={getattr(session, f)!r}" for f in ("user_id", "wallet_address", "level", "rank", "namespaced_third_party_user_id", "is_new_user")))
+    _, code = call(addr, "fault:status:429")
+    check(code == grpc.StatusCode.RESOURCE_EXHAUSTED, f"{name}: fault:status:429 -> {code.name}")
+    _, code = call(addr, "")
+    check(code == grpc.StatusCode.INVALID_ARGUMENT, f"{name}: empty user_id -> {code.name}")
+    _, code = call(addr, "fault:delay:2000", timeout=0.3)
+    check(code == grpc.StatusCode.DEADLINE_EXCEEDED, f"{name}: 300 ms deadline, 2 s upstream delay -> {code.name}")
+print(f"  checks: {failures} failed")
+sys.exit(1 if failures else 0)
+EOF
+suffix=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+STUBS="$py_dir/gen" "$py_dir/.venv/bin/python" "$work/check.py" "$suffix" "gateway=127.0.0.1:$gateway_port" \
+  "python=127.0.0.1:$python_port" "node=127.0.0.1:$node_port" ||
+  { echo "bench-bridges: a server answered wrongly; no timed runs" >&2; exit 1; }
+
+echo "== RSS idle KiB: gateway $(rss "$gateway"), python bridge $(rss "$python_bridge"), node bridge $(rss "$node_bridge")"
+echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) on $(nproc) cores"
+common=(--scenario gateway --duration "$duration" --concurrency "$concurrency")
+for run in "gateway $gateway_port $gateway" "python $python_port $python_bridge" "node $node_port $node_bridge"; do
+  read -r name port pid <<<"$run"
+  echo "== $name: gRPC CreateSession through the $name to the same upstream"
+  "$target/examples/loadgen" "${common[@]}" --target "127.0.0.1:$port" --pid "$name=$pid" --pid "upstream=$upstream" |
+    tee "$work/$name.out"
+done
+echo "== RSS after KiB: gateway $(rss "$gateway"), python bridge $(rss "$python_bridge"), node bridge $(rss "$node_bridge")"
+
+echo "== summary (closed loop, concurrency $concurrency, ${duration} s each; bridges single-process, gateway on all $(nproc) cores)"
+python3 - "$work" <<'EOF'
+import re, sys
+work = sys.argv[1]
+rows, bad = {}, False
+for name in ("gateway", "python", "node"):
+    text = open(f"{work}/{name}.out", encoding="utf-8").read()
+    head = re.search(r"= (\d+) calls/s; latency µs p50 (\d+) p90 \d+ p99 (\d+) .*?; ok (\d+), errors (\{.*?\})", text)
+    cpu = dict(re.findall(r"cpu (\S+)(?: itself)? \(pid \d+\): [\d.]+ s over the run = ([\d.]+) µs per call", text))
+    if head is None:
+        print(f"bench-bridges: cannot read loadgen's output for {name}", file=sys.stderr)
+        sys.exit(1)
+    rate, p50, p99, ok, errors = head.groups()
+    bad |= errors != "{}"
+    rows[name] = (int(rate), p50, p99, errors, cpu.get(name, "?"), cpu.get("upstream", "?"), cpu.get("loadgen", "?"))
+print(f"| {'server':<8} | {'calls/s':>8} | {'p50 µs':>7} | {'p99 µs':>7} | {'errors':<8} | {'server CPU µs/call':>18} | {'upstream µs/call':>16} | {'loadgen µs/call':>15} |")
+print(f"|{'-'*10}|{'-'*10}|{'-'*9}|{'-'*9}|{'-'*10}|{'-'*20}|{'-'*18}|{'-'*17}|")
+for name, (rate, p50, p99, errors, own, up, lg) in rows.items():
+    print(f"| {name:<8} | {rate:>8,} | {p50:>7} | {p99:>7} | {errors:<8} | {own:>18} | {up:>16} | {lg:>15} |")
+gw = rows["gateway"][0]
+for name, target in (("python", 10), ("node", 3)):
+    ratio = gw / rows[name][0] if rows[name][0] else float("inf")
+    verdict = "met" if ratio >= target else "missed"
+    print(f"gateway/{name}: {ratio:.2f}x (target >= {target}x: {verdict})")
+if bad:
+    print("bench-bridges: a timed run had errors; its figures are not comparable", file=sys.stderr)
+    sys.exit(1)
+EOF
