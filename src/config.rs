@@ -33,6 +33,21 @@ pub struct Cli {
     /// The gateway's own settings (used when no subcommand is given).
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    /// Threads running calls (default: the CPUs this process may use, container CPU quotas included). Set it to
+    /// the CPU limit when that is lower, and to 1 where the gateway shares a small machine with busy neighbours.
+    #[arg(long, env = "KGEN_WORKER_THREADS", global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+}
+
+impl Cli {
+    /// How many runtime worker threads to start (`TOKIO_WORKER_THREADS` is not consulted: tokio panics on a
+    /// malformed value, and this process answers bad settings with one line instead).
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            usize::from,
+        )
+    }
 }
 
 /// Subcommands.

@@ -17,8 +17,7 @@ const EXIT_CONFIG: u8 = 2;
 /// Exit code for failures after the settings were accepted (a port in use, say).
 const EXIT_RUNTIME: u8 = 1;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => error.exit(), // --help, --version
@@ -38,9 +37,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let result = match cli.command {
-        Some(Command::Sandbox(args)) => run_sandbox(args).await,
-        None => run_gateway(cli.gateway).await,
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.worker_threads())
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Err(error) => Err((EXIT_RUNTIME, format!("cannot start the runtime: {error}"))),
+        Ok(runtime) => runtime.block_on(async {
+            match cli.command {
+                Some(Command::Sandbox(args)) => run_sandbox(args).await,
+                None => run_gateway(cli.gateway).await,
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

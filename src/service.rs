@@ -59,7 +59,6 @@ impl SessionGateway {
         correlation: &Correlation,
     ) -> Result<CreateSessionResponse, CallError> {
         validate_user_id(user_id)?;
-        tracing::Span::current().record("user_id", user_id);
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return Err(Error::DeadlineExceeded.into());
         }
@@ -199,13 +198,17 @@ impl SessionService for SessionGateway {
         let correlation = Correlation::from_headers(request.metadata().as_ref());
         let caller = request.extensions().get::<Caller>().map(|c| c.0.clone());
         let user_id = request.into_inner().user_id;
-        // `user_id` is recorded once validated: an invalid one may be huge or hold control characters.
+        // Only a valid `user_id` goes into the span: an invalid one may be huge or hold control characters. The
+        // outcome fields stay empty on success (nothing is logged then at `info`, and each record re-serialises
+        // the span's JSON); a failure records them for its `call failed` line.
         let span = tracing::info_span!(
             "call",
             method = "CreateSession",
             request_id = correlation.request_id(),
             caller = caller.as_deref().unwrap_or(""),
-            user_id = tracing::field::Empty,
+            user_id = validate_user_id(&user_id)
+                .is_ok()
+                .then_some(user_id.as_str()),
             upstream_status = tracing::field::Empty,
             attempts = tracing::field::Empty,
             grpc_code = tracing::field::Empty,
@@ -218,7 +221,10 @@ impl SessionService for SessionGateway {
             .await;
         // The outcome is logged (by the status mapping) inside the span, so its line carries the call's fields.
         let _entered = span.enter();
-        span.record("latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if result.is_err() {
+            span.record("latency_ms", latency_ms);
+        }
         let result = result.map_err(Status::from);
         if let Some(caller) = &caller {
             let code = result
@@ -227,8 +233,7 @@ impl SessionService for SessionGateway {
             self.metrics.caller_call(caller, code);
         }
         let session = result?;
-        span.record("grpc_code", "OK");
-        tracing::debug!("session created");
+        tracing::debug!(grpc_code = "OK", latency_ms, "session created");
         Ok(Response::new(session))
     }
 }

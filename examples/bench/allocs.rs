@@ -111,10 +111,7 @@ fn parse_args() -> Result<Args, String> {
 /// The example session with an ignored `padding` field of `padding` bytes in front.
 fn body(padding: usize) -> Bytes {
     let rest = EXAMPLE.trim_start().strip_prefix('{').unwrap_or(EXAMPLE);
-    Bytes::from(format!(
-        "{{\"padding\":\"{}\",{rest}",
-        "x".repeat(padding)
-    ))
+    Bytes::from(format!("{{\"padding\":\"{}\",{rest}", "x".repeat(padding)))
 }
 
 async fn upstream(padding: usize) -> std::io::Result<SocketAddr> {

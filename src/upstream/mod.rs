@@ -166,11 +166,19 @@ impl UpstreamClient {
             .map_err(transport_error)?;
 
         let status = response.status();
-        tracing::Span::current().record("upstream_status", status.as_u16());
         if status.is_success() {
-            let body = read_capped(response, self.max_body).await?;
-            return Session::decode(&body).map_err(|e| Error::BadResponse(e.to_string()));
+            let session = match read_capped(response, self.max_body).await {
+                Ok(body) => Session::decode(&body).map_err(|e| Error::BadResponse(e.to_string())),
+                Err(error) => Err(error),
+            };
+            // Recorded for the failure's log line only: on the hot path a span record costs more than the
+            // decode (the JSON formatter re-serialises the span's fields).
+            if session.is_err() {
+                tracing::Span::current().record("upstream_status", status.as_u16());
+            }
+            return session;
         }
+        tracing::Span::current().record("upstream_status", status.as_u16());
         Err(Error::Status(
             upstream_status(status, response, &credentials.secret).await,
         ))

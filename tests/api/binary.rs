@@ -59,6 +59,8 @@ fn invalid_settings_exit_2_before_binding() {
         (&["--sandbox", "--log-format", "xml"], "--log-format"),
         (&["--sandbox", "--tls-cert", "/tmp/x.pem"], "--tls-key"),
         (&["--sandbox", "--no-such-flag"], "--no-such-flag"),
+        (&["--sandbox", "--worker-threads", "0"], "--worker-threads"),
+        (&["sandbox", "--worker-threads", "many"], "--worker-threads"),
     ] {
         let out = run_to_exit(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -96,8 +98,11 @@ async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
             "json",
             "--shutdown-grace",
             "2s",
+            "--worker-threads",
+            "1",
         ],
-        &[],
+        // The gateway sizes its runtime itself: tokio's own variable (which would panic tokio) is ignored.
+        &[("TOKIO_WORKER_THREADS", "not-a-number")],
     )
     .await;
     let addr = gateway.addr;
