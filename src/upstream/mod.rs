@@ -14,7 +14,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::{
     header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER},
     Response, StatusCode, Url,
@@ -168,7 +168,7 @@ impl UpstreamClient {
         let status = response.status();
         if status.is_success() {
             let session = match read_capped(response, self.max_body).await {
-                Ok(body) => Session::decode(&body).map_err(|e| Error::BadResponse(e.to_string())),
+                Ok(body) => body.decode(),
                 Err(error) => Err(error),
             };
             // Recorded for the failure's log line only: on the hot path a span record costs more than the
@@ -223,37 +223,56 @@ fn session_endpoint(base: &Url) -> Result<Url, BuildError> {
         .map_err(|_| BuildError::Url(base.to_string()))
 }
 
-/// Reads the whole body, refusing (without buffering it) one larger than `cap`.
-async fn read_capped(mut response: Response, cap: usize) -> Result<Bytes, Error> {
+/// Reads the whole body as the pieces it arrived in (not joined: a large body is held once), refusing one larger
+/// than `cap` without buffering it.
+async fn read_capped(mut response: Response, cap: usize) -> Result<Chunks, Error> {
     let too_large = Error::TooLarge { limit: cap };
-    let declared = response.content_length();
-    if declared.is_some_and(|len| len > cap as u64) {
+    if response
+        .content_length()
+        .is_some_and(|len| len > cap as u64)
+    {
         return Err(too_large);
     }
     let Some(first) = response.chunk().await.map_err(body_error)? else {
-        return Ok(Bytes::new());
+        return Ok(Chunks::One(Bytes::new()));
     };
     if first.len() > cap {
         return Err(too_large);
     }
-    // Most bodies arrive in one chunk: hand it over without copying.
+    // Most bodies arrive in one piece.
     let Some(mut next) = response.chunk().await.map_err(body_error)? else {
-        return Ok(first);
+        return Ok(Chunks::One(first));
     };
-    let hint = declared.map_or(2 * first.len(), |len| len as usize);
-    let mut buf = BytesMut::with_capacity(hint.min(cap));
-    buf.extend_from_slice(&first);
+    let mut total = first.len();
+    let mut chunks = vec![first];
     loop {
-        if buf.len() + next.len() > cap {
+        total += next.len();
+        if total > cap {
             return Err(too_large);
         }
-        buf.extend_from_slice(&next);
+        chunks.push(next);
         match response.chunk().await.map_err(body_error)? {
             Some(chunk) => next = chunk,
             None => break,
         }
     }
-    Ok(buf.freeze())
+    Ok(Chunks::Many(chunks))
+}
+
+/// A body as received: usually one piece.
+enum Chunks {
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl Chunks {
+    fn decode(&self) -> Result<Session, Error> {
+        match self {
+            Chunks::One(body) => Session::decode(body),
+            Chunks::Many(chunks) => Session::decode_chunks(chunks),
+        }
+        .map_err(|e| Error::BadResponse(e.to_string()))
+    }
 }
 
 /// Reads at most `cap` bytes of an error body; whatever fails just ends the read.

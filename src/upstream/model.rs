@@ -93,21 +93,70 @@ pub enum DecodeError {
     NoSessionId,
 }
 
+/// Reads a body's pieces in order, as one stream.
+struct ChunkReader<'a, B> {
+    chunks: &'a [B],
+    offset: usize,
+}
+
+impl<'a, B: AsRef<[u8]>> ChunkReader<'a, B> {
+    fn new(chunks: &'a [B]) -> Self {
+        Self { chunks, offset: 0 }
+    }
+}
+
+impl<B: AsRef<[u8]>> std::io::Read for ChunkReader<'_, B> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some((first, rest)) = self.chunks.split_first() {
+            let remaining = first.as_ref().get(self.offset..).unwrap_or_default();
+            if remaining.is_empty() {
+                self.chunks = rest;
+                self.offset = 0;
+                continue;
+            }
+            let n = remaining.len().min(buf.len());
+            buf[..n].copy_from_slice(&remaining[..n]);
+            self.offset += n;
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
 impl Session {
     /// Decodes a 2xx body.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_chunks(&[body])
+    }
+
+    /// Decodes a 2xx body that arrived in several pieces, reading across them rather than joining them, so a
+    /// large body is never held twice.
+    pub fn decode_chunks<B: AsRef<[u8]>>(chunks: &[B]) -> Result<Self, DecodeError> {
+        let whole = match chunks {
+            [] => Some(&[][..]),
+            [one] => Some(one.as_ref()),
+            _ => None,
+        };
         // serde's derive would also accept a JSON array as a struct; KGeN's session is always an object.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(
-                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                    Ok(_) => DecodeError::WrongShape("not a JSON object".to_owned()),
-                    Err(e) => {
-                        DecodeError::NotJson(format!("line {} column {}", e.line(), e.column()))
-                    }
-                },
-            );
+        let first = chunks
+            .iter()
+            .flat_map(AsRef::as_ref)
+            .find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            let parsed: Result<serde::de::IgnoredAny, _> = match whole {
+                Some(body) => serde_json::from_slice(body),
+                None => serde_json::from_reader(ChunkReader::new(chunks)),
+            };
+            return Err(match parsed {
+                Ok(_) => DecodeError::WrongShape("not a JSON object".to_owned()),
+                Err(e) => DecodeError::NotJson(format!("line {} column {}", e.line(), e.column())),
+            });
         }
-        let session: Session = serde_json::from_slice(body).map_err(|e| {
+        let parsed: Result<Session, _> = match whole {
+            Some(body) => serde_json::from_slice(body),
+            None => serde_json::from_reader(ChunkReader::new(chunks)),
+        };
+        let session = parsed.map_err(|e| {
             let at = format!("line {} column {}", e.line(), e.column());
             match e.classify() {
                 serde_json::error::Category::Data => DecodeError::WrongShape(at),
@@ -378,6 +427,43 @@ mod tests {
     use super::*;
 
     const EXAMPLE: &str = include_str!("../../tests/fixtures/session-response.example.json");
+
+    #[test]
+    fn a_body_split_anywhere_decodes_as_the_whole_body() {
+        let whole = Session::decode(EXAMPLE.as_bytes()).unwrap();
+        let bytes = EXAMPLE.as_bytes();
+        for at in 0..=bytes.len() {
+            let (a, b) = bytes.split_at(at);
+            assert_eq!(
+                Session::decode_chunks(&[a, b]).unwrap(),
+                whole,
+                "split at {at}"
+            );
+        }
+        let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(Session::decode_chunks(&bytewise).unwrap(), whole);
+        let with_empties: Vec<&[u8]> = vec![b"", &bytes[..10], b"", &bytes[10..], b""];
+        assert_eq!(Session::decode_chunks(&with_empties).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_split_body_is_refused_for_the_same_reasons_as_a_whole_one() {
+        for body in [
+            &b"[1, 2]"[..],
+            b"{\"session_id\": 1",
+            b"{\"session_id\": \"s\"} trailing",
+            b"   ",
+            b"{\"level\": 3}",
+        ] {
+            let halves: Vec<&[u8]> = body.chunks(body.len().div_ceil(2).max(1)).collect();
+            assert_eq!(
+                Session::decode_chunks(&halves),
+                Session::decode(body),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
 
     #[test]
     fn documented_example_decodes_into_every_field() {

@@ -117,3 +117,38 @@ async fn connection_lost_mid_body_is_unavailable_unreachable() {
 
     assert_status(&status, Code::Unavailable, "UPSTREAM_UNREACHABLE");
 }
+
+#[tokio::test]
+async fn a_session_body_arriving_in_many_small_pieces_is_decoded_whole() {
+    let body = include_bytes!("../fixtures/session-response.example.json");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            // 64-byte chunks, each flushed on its own and a moment apart, so they reach the gateway separately.
+            for piece in body.chunks(64) {
+                let mut frame = format!("{:x}\r\n", piece.len()).into_bytes();
+                frame.extend_from_slice(piece);
+                frame.extend_from_slice(b"\r\n");
+                let _ = socket.write_all(&frame).await;
+                let _ = socket.flush().await;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        }
+    });
+    let app = TestApp::spawn(settings_for(&url)).await;
+
+    let session = app.create_session("FTC_User1").await.expect("decoded");
+
+    let expected = crate::helpers::example_session();
+    assert_eq!(session.session_id, expected["session_id"].as_str().unwrap());
+    assert_eq!(session.email, expected["email"].as_str().unwrap());
+    assert!(session.session_started_at.is_some());
+}
