@@ -6,6 +6,7 @@
 use std::{fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use http::HeaderValue;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -162,6 +163,14 @@ pub struct GatewayArgs {
     /// `authorization: Bearer <token>`. Reloaded on change.
     #[arg(long, env = "KGEN_CALLER_TOKENS_FILE")]
     pub caller_tokens_file: Option<PathBuf>,
+    /// Also serve gRPC-Web (`application/grpc-web`, `-text`) on the gRPC port, over HTTP/1.1 and HTTP/2, for
+    /// browsers and edge workers.
+    #[arg(long, env = "KGEN_GRPC_WEB")]
+    pub grpc_web: bool,
+    /// Origins whose web pages may call over gRPC-Web (CORS): comma-separated exact origins such as
+    /// `https://tools.example.com`, or `*` for any origin. Needs --grpc-web.
+    #[arg(long, env = "KGEN_GRPC_WEB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub grpc_web_allowed_origins: Vec<String>,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "KGEN_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -288,6 +297,63 @@ pub struct ServerSettings {
     pub max_connection_age_grace: Duration,
     /// TLS (and mTLS) for the gRPC listener; plaintext h2c when unset.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// gRPC-Web on the gRPC port; off (native gRPC only) when unset.
+    pub grpc_web: Option<GrpcWebSettings>,
+}
+
+/// gRPC-Web (`--grpc-web`): which browser origins may read the answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcWebSettings {
+    /// The CORS allow-list.
+    pub allowed_origins: AllowedOrigins,
+}
+
+/// Origins granted CORS access to gRPC-Web calls. Never with credentials (cookies, HTTP authentication, client
+/// certificates): browser callers authenticate with `authorization: Bearer`, which CORS allows as a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `*`: every origin.
+    Any,
+    /// Exactly these origins, serialized as browsers send them (`https://tools.example.com`); empty grants none.
+    List(Vec<HeaderValue>),
+}
+
+impl Default for AllowedOrigins {
+    fn default() -> Self {
+        Self::List(Vec::new())
+    }
+}
+
+impl GrpcWebSettings {
+    /// gRPC-Web allowing `origins` (each `scheme://host[:port]`, or a lone `*`); blank entries are skipped.
+    pub fn allowing<I>(origins: I) -> Result<Self, String>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let mut list = Vec::new();
+        let mut any = false;
+        for raw in origins {
+            match raw.as_ref().trim() {
+                "" => {}
+                "*" => any = true,
+                origin => {
+                    let origin = parse_origin(origin)?;
+                    if !list.contains(&origin) {
+                        list.push(origin);
+                    }
+                }
+            }
+        }
+        let allowed_origins = match (any, list.is_empty()) {
+            (false, _) => AllowedOrigins::List(list),
+            (true, true) => AllowedOrigins::Any,
+            (true, false) => {
+                return Err("`*` allows every origin; it cannot be combined with others".into())
+            }
+        };
+        Ok(Self { allowed_origins })
+    }
 }
 
 impl Default for ServerSettings {
@@ -301,6 +367,7 @@ impl Default for ServerSettings {
             max_connection_age: Duration::from_secs(600),
             max_connection_age_grace: Duration::from_secs(30),
             tls: None,
+            grpc_web: None,
         }
     }
 }
@@ -366,6 +433,7 @@ impl GatewayArgs {
         const URL: &str = "--upstream-url / KGEN_UPSTREAM_URL";
         const ID: &str = "--client-id / KGEN_CLIENT_ID";
         const SECRET: &str = "--client-secret-file / KGEN_CLIENT_SECRET_FILE / KGEN_CLIENT_SECRET";
+        const ORIGINS: &str = "--grpc-web-allowed-origins / KGEN_GRPC_WEB_ALLOWED_ORIGINS";
 
         let url = parse_upstream_url(&self.upstream_url).map_err(|p| ConfigError::new(URL, p))?;
         positive(
@@ -468,6 +536,22 @@ impl GatewayArgs {
             }
             None => None,
         };
+        let grpc_web = if self.grpc_web {
+            Some(
+                GrpcWebSettings::allowing(&self.grpc_web_allowed_origins)
+                    .map_err(|p| ConfigError::new(ORIGINS, p))?,
+            )
+        } else {
+            // An empty value (an unset variable in a manifest, say) is fine; origins without gRPC-Web are not.
+            ensure(
+                self.grpc_web_allowed_origins
+                    .iter()
+                    .all(|o| o.trim().is_empty()),
+                ORIGINS,
+                "needs --grpc-web / KGEN_GRPC_WEB=true",
+            )?;
+            None
+        };
         let extra_roots = match &self.upstream_ca_file {
             Some(path) => read_ca_file(path)
                 .map_err(|p| ConfigError::new("--upstream-ca-file / KGEN_UPSTREAM_CA_FILE", p))?,
@@ -531,6 +615,7 @@ impl GatewayArgs {
             max_connection_age: self.max_connection_age,
             max_connection_age_grace: self.max_connection_age_grace,
             tls,
+            grpc_web,
         };
         Ok(Settings {
             listen: self.listen,
@@ -582,6 +667,25 @@ fn parse_upstream_url(raw: &str) -> Result<Url, String> {
         return Err("must not have a query or fragment".to_owned());
     }
     Ok(url)
+}
+
+/// An origin as browsers send it in `Origin`: `https://tools.example.com`, `http://localhost:5173`. Scheme and host
+/// are lower-cased and a default port dropped, so the configured value compares equal to the header.
+fn parse_origin(raw: &str) -> Result<HeaderValue, String> {
+    let problem =
+        |why: &str| format!("{raw:?} is not an origin like https://tools.example.com ({why})");
+    let url = Url::parse(raw).map_err(|e| problem(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(problem("scheme must be https or http"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(problem("has user info"));
+    }
+    if url.path() != "/" || raw.ends_with('/') || url.query().is_some() || url.fragment().is_some()
+    {
+        return Err(problem("scheme://host[:port] only, without a path"));
+    }
+    HeaderValue::from_str(&url.origin().ascii_serialization()).map_err(|e| problem(&e.to_string()))
 }
 
 fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
@@ -809,6 +913,83 @@ mod tests {
             .unwrap_err();
         let _ = std::fs::remove_file(&path);
         assert!(err.setting.starts_with("--upstream-ca-file"), "{err}");
+    }
+
+    #[test]
+    fn grpc_web_is_off_by_default_and_grants_no_origin_when_enabled_without_a_list() {
+        let off = args(&["--sandbox"]).into_settings(None).unwrap();
+        assert_eq!(off.server.grpc_web, None);
+        let on = args(&["--sandbox", "--grpc-web"])
+            .into_settings(None)
+            .unwrap();
+        assert_eq!(
+            on.server.grpc_web,
+            Some(GrpcWebSettings {
+                allowed_origins: AllowedOrigins::List(Vec::new())
+            })
+        );
+    }
+
+    #[test]
+    fn grpc_web_origins_are_normalized_the_way_browsers_send_them() {
+        let settings = args(&[
+            "--sandbox",
+            "--grpc-web",
+            "--grpc-web-allowed-origins",
+            "https://Tools.Example.com:443, http://localhost:5173,,https://tools.example.com",
+        ])
+        .into_settings(None)
+        .unwrap();
+        assert_eq!(
+            settings.server.grpc_web.unwrap().allowed_origins,
+            AllowedOrigins::List(vec![
+                HeaderValue::from_static("https://tools.example.com"),
+                HeaderValue::from_static("http://localhost:5173"),
+            ])
+        );
+        assert_eq!(
+            GrpcWebSettings::allowing(["*"]).unwrap().allowed_origins,
+            AllowedOrigins::Any
+        );
+    }
+
+    #[test]
+    fn grpc_web_origins_that_are_not_bare_origins_are_rejected() {
+        for bad in [
+            "tools.example.com",
+            "https://tools.example.com/",
+            "https://tools.example.com/app",
+            "https://tools.example.com?x=1",
+            "https://user@tools.example.com",
+            "ftp://tools.example.com",
+            "null",
+            "https://",
+        ] {
+            let err = args(&["--sandbox", "--grpc-web", "--grpc-web-allowed-origins", bad])
+                .into_settings(None)
+                .unwrap_err();
+            assert_eq!(
+                err.setting, "--grpc-web-allowed-origins / KGEN_GRPC_WEB_ALLOWED_ORIGINS",
+                "{bad}"
+            );
+        }
+        assert!(GrpcWebSettings::allowing(["*", "https://tools.example.com"]).is_err());
+    }
+
+    #[test]
+    fn grpc_web_origins_need_grpc_web_unless_blank() {
+        let err = args(&[
+            "--sandbox",
+            "--grpc-web-allowed-origins",
+            "https://tools.example.com",
+        ])
+        .into_settings(None)
+        .unwrap_err();
+        assert!(err.to_string().contains("needs --grpc-web"), "{err}");
+        let blank = args(&["--sandbox", "--grpc-web-allowed-origins", ""])
+            .into_settings(None)
+            .unwrap();
+        assert_eq!(blank.server.grpc_web, None);
     }
 
     #[test]

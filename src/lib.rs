@@ -18,6 +18,8 @@
 //! - [`metrics`]: Prometheus metrics and the layer counting every gRPC call; [`correlation`]: `x-request-id`
 //!   and W3C trace context.
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`grpc_web`]: gRPC-Web and its CORS policy in front of the gRPC port (`--grpc-web`), or the refusal of
+//!   gRPC-Web requests when it is off.
 //! - [`tls`]: TLS and mTLS for the gRPC listener; [`auth`]: caller authentication with bearer tokens;
 //!   [`reload`]: re-reading the client secret and tokens files so they rotate without a restart.
 //! - [`error`]: the one place where failures become `tonic::Status` (with `ErrorInfo`, `RetryInfo`, `BadRequest`).
@@ -32,6 +34,7 @@ pub mod config;
 pub mod correlation;
 pub mod deadline;
 pub mod error;
+pub mod grpc_web;
 pub mod metrics;
 pub mod proto;
 pub mod reload;

@@ -37,6 +37,7 @@ use crate::{
     config::{expose, parse_secret, ServerSettings, Settings},
     correlation::{RequestIdLayer, RequestIdService},
     error::Error,
+    grpc_web::GrpcPort,
     metrics::{Metrics, MetricsLayer, MetricsService},
     proto::{self, session_service_server::SessionServiceServer},
     reload,
@@ -215,6 +216,7 @@ impl Application {
             .add_service(sessions)
             .prepare();
         let service = MetricsLayer::new(self.metrics.clone()).layer(RequestIdLayer.layer(routes));
+        let service = GrpcPort::new(service, self.server.grpc_web.as_ref());
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1().timer(TokioTimer::new());
@@ -244,6 +246,9 @@ impl Application {
             None => None,
         };
         self.ready.store(true, Ordering::SeqCst);
+        if let Some(grpc_web) = &self.server.grpc_web {
+            tracing::info!(allowed_origins = ?grpc_web.allowed_origins, "gRPC-Web enabled (HTTP/1.1 and HTTP/2)");
+        }
         tracing::info!(%addr, "kgen-gateway serving gRPC");
 
         tokio::pin!(shutdown);
@@ -310,7 +315,8 @@ async fn all_closed_within(connections: &mut JoinSet<()>, limit: Duration) -> bo
     tokio::time::timeout(limit, all_closed).await.is_ok()
 }
 
-type GrpcService = MetricsService<RequestIdService<Routes>>;
+/// Metrics, then request ids, then the routes; gRPC-Web and CORS in front when enabled (see [`GrpcPort`]).
+type GrpcService = GrpcPort<MetricsService<RequestIdService<Routes>>>;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -61,6 +61,15 @@ fn invalid_settings_exit_2_before_binding() {
         (&["--sandbox", "--no-such-flag"], "--no-such-flag"),
         (&["--sandbox", "--worker-threads", "0"], "--worker-threads"),
         (&["sandbox", "--worker-threads", "many"], "--worker-threads"),
+        (
+            &[
+                "--sandbox",
+                "--grpc-web",
+                "--grpc-web-allowed-origins",
+                "https://x.example/app",
+            ],
+            "--grpc-web-allowed-origins",
+        ),
     ] {
         let out = run_to_exit(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

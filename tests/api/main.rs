@@ -5,6 +5,7 @@ mod binary;
 mod deadlines;
 mod fault_upstream;
 mod faults;
+mod grpc_web;
 mod helpers;
 mod introspection;
 mod limits;

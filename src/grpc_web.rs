@@ -1,0 +1,251 @@
+//! gRPC-Web (`--grpc-web`): browsers and edge workers call the same service over HTTP/1.1 or HTTP/2.
+//!
+//! [`GrpcPort`] is the service behind the gRPC port. With gRPC-Web off it is the native stack and nothing else;
+//! a gRPC-Web request is refused with HTTP 415 (tonic itself would decode its body as a gRPC call and serve it).
+//! With gRPC-Web on, every request goes through CORS (answering preflights, granting the allow-list) and tonic-web
+//! (translating `application/grpc-web[+proto]` and `application/grpc-web-text[+proto]` to gRPC and back, passing
+//! native HTTP/2 gRPC through) before the same native stack, so metrics, request ids, caller authentication,
+//! deadlines and error details are the same for both protocols.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use tonic_web::{GrpcWebLayer, GrpcWebService};
+use tower::{Layer, Service};
+use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
+
+use crate::config::{AllowedOrigins, GrpcWebSettings};
+
+/// How long browsers may cache a preflight answer (Chromium caps it at 2 hours). Removing an origin still takes
+/// effect at once: each answer must carry `access-control-allow-origin` too.
+pub const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// Request headers a browser page may send: gRPC-Web's own, the gateway's metadata, trace context.
+pub const ALLOWED_HEADERS: [HeaderName; 9] = [
+    header::CONTENT_TYPE,
+    HeaderName::from_static("x-grpc-web"),
+    HeaderName::from_static("x-user-agent"),
+    HeaderName::from_static("grpc-timeout"),
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-kgen-tenant"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+];
+
+/// Response headers a browser page may read: the status (sent as headers in trailers-only answers) with its
+/// details, and the request id.
+pub const EXPOSED_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("grpc-status"),
+    HeaderName::from_static("grpc-message"),
+    HeaderName::from_static("grpc-status-details-bin"),
+    HeaderName::from_static("x-request-id"),
+];
+
+/// The CORS policy of gRPC-Web calls: `POST` only, the headers above, the configured origins, never credentials.
+pub fn cors_layer(settings: &GrpcWebSettings) -> CorsLayer {
+    let origins = match &settings.allowed_origins {
+        AllowedOrigins::Any => AllowOrigin::any(),
+        AllowedOrigins::List(origins) => AllowOrigin::list(origins.iter().cloned()),
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::POST])
+        .allow_headers(ALLOWED_HEADERS)
+        .expose_headers(EXPOSED_HEADERS)
+        .max_age(PREFLIGHT_MAX_AGE)
+}
+
+/// True for any `application/grpc-web…` content type (`+proto`, `-text`, `-text+proto`, `+json`), in any case.
+pub fn is_grpc_web(headers: &http::HeaderMap) -> bool {
+    const PREFIX: &[u8] = b"application/grpc-web";
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.as_bytes().get(..PREFIX.len()))
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(PREFIX))
+}
+
+// === impl GrpcPort ===
+
+/// The service behind the gRPC port: native gRPC only, or native gRPC and gRPC-Web (see the module docs).
+#[derive(Debug, Clone)]
+pub enum GrpcPort<S> {
+    /// `--grpc-web` off.
+    GrpcOnly(S),
+    /// `--grpc-web` on (boxed, so the native variant stays as small as the native stack).
+    WithGrpcWeb(Box<Cors<GrpcWebService<S>>>),
+}
+
+impl<S> GrpcPort<S> {
+    /// Serves `inner`, with gRPC-Web in front when `grpc_web` is set.
+    pub fn new(inner: S, grpc_web: Option<&GrpcWebSettings>) -> Self {
+        match grpc_web {
+            None => Self::GrpcOnly(inner),
+            Some(settings) => {
+                let web = cors_layer(settings).layer(GrpcWebLayer::new().layer(inner));
+                Self::WithGrpcWeb(Box::new(web))
+            }
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GrpcPort<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Unpin,
+    Cors<GrpcWebService<S>>:
+        Service<Request<ReqBody>, Response = Response<tonic::body::Body>, Error = S::Error>,
+    <Cors<GrpcWebService<S>> as Service<Request<ReqBody>>>::Future: Unpin,
+{
+    type Response = Response<PortBody<ResBody>>;
+    type Error = S::Error;
+    type Future =
+        PortFuture<S::Future, <Cors<GrpcWebService<S>> as Service<Request<ReqBody>>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::GrpcOnly(inner) => inner.poll_ready(cx),
+            Self::WithGrpcWeb(inner) => inner.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        match self {
+            Self::GrpcOnly(_) if is_grpc_web(request.headers()) => PortFuture::Refused,
+            Self::GrpcOnly(inner) => PortFuture::GrpcOnly(inner.call(request)),
+            Self::WithGrpcWeb(inner) => PortFuture::WithGrpcWeb(inner.call(request)),
+        }
+    }
+}
+
+/// The future of [`GrpcPort`].
+#[derive(Debug)]
+pub enum PortFuture<N, W> {
+    /// A call of the native stack.
+    GrpcOnly(N),
+    /// A call through CORS and tonic-web.
+    WithGrpcWeb(W),
+    /// A gRPC-Web request while gRPC-Web is off.
+    Refused,
+}
+
+impl<N, W, NB, E> Future for PortFuture<N, W>
+where
+    N: Future<Output = Result<Response<NB>, E>> + Unpin,
+    W: Future<Output = Result<Response<tonic::body::Body>, E>> + Unpin,
+{
+    type Output = Result<Response<PortBody<NB>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match &mut *self {
+            Self::GrpcOnly(future) => ready!(Pin::new(future).poll(cx))?.map(PortBody::Grpc),
+            Self::WithGrpcWeb(future) => ready!(Pin::new(future).poll(cx))?.map(PortBody::GrpcWeb),
+            Self::Refused => refused(),
+        };
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// HTTP 415, as the gRPC protocol asks for an unsupported content type; `grpc-status` UNIMPLEMENTED with a
+/// message for clients that read it.
+fn refused<B>() -> Response<PortBody<B>> {
+    let mut response = Response::new(PortBody::Empty);
+    *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("grpc-status"),
+        HeaderValue::from_static("12"),
+    );
+    headers.insert(
+        HeaderName::from_static("grpc-message"),
+        HeaderValue::from_static("gRPC-Web is not enabled on this gateway (--grpc-web)"),
+    );
+    response
+}
+
+// === impl PortBody ===
+
+/// The response body of [`GrpcPort`]: the native stack's, tonic-web's, or none.
+#[derive(Debug)]
+pub enum PortBody<B> {
+    /// Native gRPC with gRPC-Web off.
+    Grpc(B),
+    /// Anything with gRPC-Web on (native HTTP/2 gRPC passes through tonic-web unchanged).
+    GrpcWeb(tonic::body::Body),
+    /// A refusal.
+    Empty,
+}
+
+impl<B> Body for PortBody<B>
+where
+    B: Body<Data = Bytes, Error = tonic::Status> + Unpin,
+{
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        match &mut *self {
+            Self::Grpc(body) => Pin::new(body).poll_frame(cx),
+            Self::GrpcWeb(body) => Pin::new(body).poll_frame(cx),
+            Self::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Grpc(body) => body.is_end_stream(),
+            Self::GrpcWeb(body) => body.is_end_stream(),
+            Self::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Grpc(body) => body.size_hint(),
+            Self::GrpcWeb(body) => body.size_hint(),
+            Self::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_grpc_web_content_type_is_recognized_and_native_grpc_is_not() {
+        let with = |content_type: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            is_grpc_web(&headers)
+        };
+        for grpc_web in [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+            "application/grpc-web-text+proto",
+            "Application/gRPC-Web+proto",
+        ] {
+            assert!(with(grpc_web), "{grpc_web}");
+        }
+        for other in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/json",
+            "application/grpc-",
+        ] {
+            assert!(!with(other), "{other}");
+        }
+        assert!(!is_grpc_web(&http::HeaderMap::new()));
+    }
+}
