@@ -43,12 +43,13 @@ wait_port() {
 
 upstream_port=$(free_port)
 gateway_port=$(free_port)
+admin_port=$(free_port)
 RUST_LOG=warn "$binary" sandbox --listen "127.0.0.1:$upstream_port" 2>"$work/sandbox.log" &
 pids+=($!)
 wait_port "$upstream_port" "$!"
 KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG=warn "$binary" --listen "127.0.0.1:$gateway_port" \
   --upstream-url "http://127.0.0.1:$upstream_port" --client-id sandbox-client \
-  --max-concurrent-upstream "$calls" --upstream-timeout 120s "${upstream_flags[@]}" 2>"$work/gateway.log" &
+  --admin-listen "127.0.0.1:$admin_port" --max-concurrent-upstream "$calls" --upstream-timeout 120s "${upstream_flags[@]}" 2>"$work/gateway.log" &
 gateway=$!
 pids+=($gateway)
 wait_port "$gateway_port" "$gateway"
@@ -85,4 +86,13 @@ echo "RSS peak:        ${peak} KiB"
 echo "RSS after:       ${after} KiB"
 echo "open fds (peak): ${in_flight_seen} (upstream connections + client connections)"
 echo "peak - idle per call: $(( (peak - idle) * 1024 / calls )) bytes"
+# h2load counts HTTP statuses only; the gateway's own metrics say how the calls ended.
+echo "== gRPC outcomes (gateway metrics)"
+python3 - "$admin_port" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+for line in text.splitlines():
+    if line.startswith("grpc_server_handled_total") and 'grpc_method="CreateSession"' in line:
+        print(line)
+PY
 kill -0 "$gateway" || { echo "gateway died" >&2; exit 1; }

@@ -35,6 +35,11 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 /// Client id the sandbox accepts by default.
@@ -96,15 +101,45 @@ pub fn router(config: SandboxConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves the fake upstream on `listener` until `shutdown` resolves.
+/// HTTP/2 streams the sandbox lets one connection carry: far more than a real server allows, so a gateway that
+/// multiplexes its calls over one h2c connection (`--upstream-http2-prior-knowledge`) is never held back by the
+/// stand-in when a benchmark keeps thousands of calls in flight.
+pub const MAX_CONCURRENT_STREAMS: u32 = 100_000;
+
+/// Serves the fake upstream on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then lets the requests
+/// in flight finish.
 pub async fn serve(
     listener: TcpListener,
     config: SandboxConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, router(config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(config);
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http2().max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let connection = http
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
+                        .into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                // Out of file descriptors, say: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// A sandbox running in this process on an ephemeral loopback port.

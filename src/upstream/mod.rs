@@ -146,7 +146,17 @@ impl UpstreamClient {
         correlation: &Correlation,
     ) -> Result<Session, Error> {
         let credentials = self.credentials.load_full();
-        let mut headers = credentials.headers.clone();
+        let mut request = self
+            .http
+            .post(self.endpoint.clone())
+            .json(&CreateSessionBody { user_id })
+            .build()
+            .map_err(transport_error)?;
+        // Straight into the request's own map: no per-call map to clone and merge.
+        let headers = request.headers_mut();
+        for (name, value) in &credentials.headers {
+            headers.insert(name.clone(), value.clone());
+        }
         for (name, value) in [
             (REQUEST_ID, &correlation.request_id),
             (TRACEPARENT, &correlation.traceparent),
@@ -158,10 +168,7 @@ impl UpstreamClient {
         }
         let response = self
             .http
-            .post(self.endpoint.clone())
-            .headers(headers)
-            .json(&CreateSessionBody { user_id })
-            .send()
+            .execute(request)
             .await
             .map_err(transport_error)?;
 
