@@ -11,7 +11,8 @@
 # server answers correctly (a fresh user's session field by field against the gateway's, is_new_user, the parsed
 # session_started_at, fault:status:429 -> RESOURCE_EXHAUSTED, empty user_id -> INVALID_ARGUMENT), then runs loadgen's
 # `gateway` scenario (closed loop, plain gRPC CreateSession) against the gateway, the Python bridge and the Node
-# bridge in turn, and ends with a table of calls/s, latency, errors, CPU per call and the throughput ratios.
+# bridge in turn, and ends with a table of calls/s, latency, errors, CPU per call, the CPU other processes used
+# meanwhile (a run disturbed by other work on the machine shows there), and the throughput ratios.
 # The bridges are single-process (one event loop each); the gateway uses every core. Exit status 1 when a check
 # fails or a timed run had errors. Environment: CARGO_TARGET_DIR, PYTHON (interpreter for the venv, default python3).
 set -euo pipefail
@@ -152,12 +153,36 @@ STUBS="$py_dir/gen" "$py_dir/.venv/bin/python" "$work/check.py" "$suffix" "gatew
 
 echo "== RSS idle KiB: gateway $(rss "$gateway"), python bridge $(rss "$python_bridge"), node bridge $(rss "$node_bridge")"
 echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) on $(nproc) cores"
+dirty=$(git -C "$root" status --porcelain -- src Cargo.toml Cargo.lock build.rs 2>/dev/null | wc -l)
+echo "== gateway built from $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$([ "$dirty" = 0 ] || echo " + uncommitted changes in $dirty files")"
+# Runs a command and then reports how much CPU the rest of the machine used meanwhile (other builds, tests…):
+# /proc/stat's busy time minus the processes under test and the command itself. Usage: measure.py PID... -- CMD...
+cat >"$work/measure.py" <<'EOF'
+import os, resource, subprocess, sys, time
+split = sys.argv.index("--")
+pids, cmd = sys.argv[1:split], sys.argv[split + 1:]
+hz = os.sysconf("SC_CLK_TCK")
+def busy():
+    ticks = [int(v) for v in open("/proc/stat").readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / hz  # all but idle and iowait
+def cpu(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / hz
+start, wall, before = busy(), time.monotonic(), [cpu(p) for p in pids]
+status = subprocess.run(cmd).returncode
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+ours = sum(cpu(p) - b for p, b in zip(pids, before)) + usage.ru_utime + usage.ru_stime
+total, wall = busy() - start, time.monotonic() - wall
+print(f"  machine: {total:.2f} CPU-s busy in {wall:.1f} s (warm-up included) of {os.cpu_count() * wall:.1f} available;"
+      f" processes under test and loadgen {ours:.2f}; other processes {max(total - ours, 0):.2f} CPU-s")
+sys.exit(status)
+EOF
 common=(--scenario gateway --duration "$duration" --concurrency "$concurrency")
 for run in "gateway $gateway_port $gateway" "python $python_port $python_bridge" "node $node_port $node_bridge"; do
   read -r name port pid <<<"$run"
   echo "== $name: gRPC CreateSession through the $name to the same upstream"
-  "$target/examples/loadgen" "${common[@]}" --target "127.0.0.1:$port" --pid "$name=$pid" --pid "upstream=$upstream" |
-    tee "$work/$name.out"
+  python3 "$work/measure.py" "$pid" "$upstream" -- "$target/examples/loadgen" "${common[@]}" \
+    --target "127.0.0.1:$port" --pid "$name=$pid" --pid "upstream=$upstream" | tee "$work/$name.out"
 done
 echo "== RSS after KiB: gateway $(rss "$gateway"), python bridge $(rss "$python_bridge"), node bridge $(rss "$node_bridge")"
 
@@ -175,11 +200,14 @@ for name in ("gateway", "python", "node"):
         sys.exit(1)
     rate, p50, p99, ok, errors = head.groups()
     bad |= errors != "{}"
-    rows[name] = (int(rate), p50, p99, errors, cpu.get(name, "?"), cpu.get("upstream", "?"), cpu.get("loadgen", "?"))
-print(f"| {'server':<8} | {'calls/s':>8} | {'p50 µs':>7} | {'p99 µs':>7} | {'errors':<8} | {'server CPU µs/call':>18} | {'upstream µs/call':>16} | {'loadgen µs/call':>15} |")
-print(f"|{'-'*10}|{'-'*10}|{'-'*9}|{'-'*9}|{'-'*10}|{'-'*20}|{'-'*18}|{'-'*17}|")
-for name, (rate, p50, p99, errors, own, up, lg) in rows.items():
-    print(f"| {name:<8} | {rate:>8,} | {p50:>7} | {p99:>7} | {errors:<8} | {own:>18} | {up:>16} | {lg:>15} |")
+    other = re.search(r"other processes ([\d.]+) CPU-s", text)
+    rows[name] = (int(rate), p50, p99, errors, cpu.get(name, "?"), cpu.get("upstream", "?"), cpu.get("loadgen", "?"),
+                  other.group(1) if other else "?")
+print(f"| {'server':<8} | {'calls/s':>8} | {'p50 µs':>7} | {'p99 µs':>7} | {'errors':<8} | {'server CPU µs/call':>18} | {'upstream µs/call':>16} | {'loadgen µs/call':>15} | {'other CPU-s':>11} |")
+print(f"|{'-'*10}|{'-'*10}|{'-'*9}|{'-'*9}|{'-'*10}|{'-'*20}|{'-'*18}|{'-'*17}|{'-'*13}|")
+for name, (rate, p50, p99, errors, own, up, lg, other) in rows.items():
+    print(f"| {name:<8} | {rate:>8,} | {p50:>7} | {p99:>7} | {errors:<8} | {own:>18} | {up:>16} | {lg:>15} | {other:>11} |")
+print("other CPU-s: CPU time used meanwhile by processes outside the benchmark (run + warm-up); well above 0, the run was disturbed")
 gw = rows["gateway"][0]
 for name, target in (("python", 10), ("node", 3)):
     ratio = gw / rows[name][0] if rows[name][0] else float("inf")
