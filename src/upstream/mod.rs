@@ -166,11 +166,7 @@ impl UpstreamClient {
                 headers.insert(name, value.clone());
             }
         }
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(transport_error)?;
+        let response = self.http.execute(request).await.map_err(transport_error)?;
 
         let status = response.status();
         if status.is_success() {
