@@ -8,8 +8,9 @@
 #   - examples/python/interop.py (venv in examples/python/.venv, created or reused; `pip install -r
 #     requirements.txt`; stubs from generate.sh),
 #   - examples/node/interop.js (`npm ci`; npm's cache kept in examples/node/.npm-cache),
-#   - the Rust example once, success path only (`cargo run --locked --example create_session`; needs the
-#     `[[example]] name = "create_session"` entry in Cargo.toml; INTEROP_SKIP_RUST=1 skips it).
+#   - the Rust example twice: the success path, and a CreateSessions batch of three user ids, one invalid
+#     (`cargo run --locked --example create_session`; needs the `[[example]] name = "create_session"` entry in
+#     Cargo.toml; INTEROP_SKIP_RUST=1 skips it).
 # Each client prints one `[lang] PASS|FAIL <case>` line per case; this script counts them, adds whether the gateway
 # stopped with exit 0 on SIGTERM, and ends with the line `N passed, N failed`. Exit status: 0 when everything
 # passed, 1 otherwise (also when the build, the installs or the gateway's start-up fail).
@@ -166,6 +167,29 @@ else
     passed=$((passed + 1))
   else
     echo "[rust] FAIL success: create_session example exited $rust_rc or printed an unexpected session"
+    failed=$((failed + 1))
+  fi
+
+  say "rust example (CreateSessions batch)"
+  batch_out="$workdir/rust-batch.out"
+  batch_rc=0
+  (cd "$root" && cargo run --locked --quiet --example create_session -- \
+    --target "http://$addr" --user-id "$rust_user-b0" --user-id "" --user-id "$rust_user-b1" --timeout 10) \
+    >"$batch_out" 2>&1 || batch_rc=$?
+  sed 's/^/  /' "$batch_out"
+  # Exit 1: the empty user id's item failed (the other two succeed; the stream itself ends OK).
+  if [ "$batch_rc" -eq 1 ] &&
+    [ "$(grep -c '^== answer for ' "$batch_out")" -eq 3 ] &&
+    grep -qx "user_id: \"$rust_user-b0\"" "$batch_out" &&
+    grep -qx "user_id: \"$rust_user-b1\"" "$batch_out" &&
+    [ "$(grep -cx 'is_new_user: true' "$batch_out")" -eq 2 ] &&
+    grep -A1 -x '== answer for ""' "$batch_out" | grep -q '^error: InvalidArgument: ' &&
+    grep -q '^  ErrorInfo: reason=INVALID_USER_ID ' "$batch_out" &&
+    grep -q '^  BadRequest: field=user_id ' "$batch_out"; then
+    echo "[rust] PASS batch: create_session example streams 3 user ids (2 sessions, '' INVALID_ARGUMENT + BadRequest)"
+    passed=$((passed + 1))
+  else
+    echo "[rust] FAIL batch: create_session example exited $batch_rc or printed unexpected answers"
     failed=$((failed + 1))
   fi
 fi

@@ -117,6 +117,9 @@ pub struct GatewayArgs {
     /// Longest wait for a free upstream slot before answering UNAVAILABLE / OVERLOADED.
     #[arg(long, env = "KGEN_UPSTREAM_QUEUE_TIMEOUT", default_value = "100ms", value_parser = parse_duration)]
     pub upstream_queue_timeout: Duration,
+    /// Most upstream calls in flight at once for one CreateSessions stream or CreateSessionBatch call (1–256).
+    #[arg(long, env = "KGEN_BATCH_CONCURRENCY", default_value_t = crate::batch::DEFAULT_BATCH_CONCURRENCY)]
+    pub batch_concurrency: usize,
     /// Consecutive upstream failures (unreachable, 5xx, timeouts) that open the circuit breaker.
     #[arg(long, env = "KGEN_BREAKER_FAILURE_THRESHOLD", default_value_t = 5)]
     pub breaker_failure_threshold: u32,
@@ -211,6 +214,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// Retries, overload protection and circuit breaking.
     pub resilience: ResilienceSettings,
+    /// Most upstream calls in flight per batch RPC (`CreateSessions` stream or `CreateSessionBatch` call).
+    pub batch_concurrency: usize,
     /// Limits of the gRPC server.
     pub server: ServerSettings,
     /// How long in-flight calls may take to finish once shutdown starts.
@@ -397,6 +402,7 @@ impl Settings {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             upstream,
             resilience: ResilienceSettings::default(),
+            batch_concurrency: crate::batch::DEFAULT_BATCH_CONCURRENCY,
             server: ServerSettings::default(),
             shutdown_grace: Duration::from_secs(10),
             log_format: LogFormat::Text,
@@ -469,6 +475,11 @@ impl GatewayArgs {
             (1..=1_000_000).contains(&self.max_concurrent_upstream),
             "--max-concurrent-upstream / KGEN_MAX_CONCURRENT_UPSTREAM",
             "must be between 1 and 1000000",
+        )?;
+        ensure(
+            (1..=crate::batch::MAX_BATCH_CONCURRENCY).contains(&self.batch_concurrency),
+            "--batch-concurrency / KGEN_BATCH_CONCURRENCY",
+            "must be between 1 and 256",
         )?;
         ensure(
             self.breaker_failure_threshold > 0 && self.breaker_probes > 0,
@@ -622,6 +633,7 @@ impl GatewayArgs {
             admin_listen: self.admin_listen,
             upstream,
             resilience,
+            batch_concurrency: self.batch_concurrency,
             server,
             shutdown_grace: self.shutdown_grace,
             log_format: self.log_format,
@@ -861,6 +873,8 @@ mod tests {
             "50",
             "--max-concurrent-upstream",
             "8",
+            "--batch-concurrency",
+            "4",
             "--breaker-cool-down",
             "2s",
             "--max-connection-age",
@@ -871,6 +885,7 @@ mod tests {
         assert_eq!(settings.resilience.max_attempts, 1);
         assert!((settings.resilience.retry_budget_ratio - 0.5).abs() < f32::EPSILON);
         assert_eq!(settings.resilience.max_concurrent_upstream, 8);
+        assert_eq!(settings.batch_concurrency, 4);
         assert_eq!(
             settings.resilience.breaker.cool_down,
             Duration::from_secs(2)
@@ -893,6 +908,8 @@ mod tests {
             &["--sandbox", "--upstream-max-attempts", "11"],
             &["--sandbox", "--retry-budget-percent", "-1"],
             &["--sandbox", "--max-concurrent-upstream", "0"],
+            &["--sandbox", "--batch-concurrency", "0"],
+            &["--sandbox", "--batch-concurrency", "257"],
             &["--sandbox", "--breaker-failure-threshold", "0"],
             &["--sandbox", "--max-concurrent-streams", "0"],
             &["--sandbox", "--max-connection-age", "0s"],

@@ -11,6 +11,8 @@
 //! - [`startup`]: [`startup::Application::build`] wires the services; [`startup::Application::run`] serves a
 //!   listener the caller bound until the caller's shutdown future resolves, then drains within the grace period.
 //! - [`service`]: the `SessionService` implementation: validate, budget the deadline, call upstream, map.
+//! - [`batch`]: the batch RPCs, `CreateSessions` (a stream) and `CreateSessionBatch` (unary): each item is a
+//!   [`service`] call, at most `--batch-concurrency` at a time, under the caller's deadline and flow control.
 //! - [`deadline`]: reads the caller's `grpc-timeout`.
 //! - [`resilience`]: the concurrency limit with its short queue, retries under a budget; [`breaker`]: the circuit
 //!   breaker.
@@ -29,6 +31,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batch;
 pub mod breaker;
 pub mod config;
 pub mod correlation;

@@ -211,12 +211,24 @@ impl Metrics {
 
 /// The label values of a known method, or of `unknown`.
 fn method_labels(path: &str) -> MethodLabels {
-    const KNOWN: [(&str, &str, &str, &str); 5] = [
+    const KNOWN: [(&str, &str, &str, &str); 7] = [
         (
             "/kgen.session.v1.SessionService/CreateSession",
             "unary",
             "kgen.session.v1.SessionService",
             "CreateSession",
+        ),
+        (
+            "/kgen.session.v1.SessionService/CreateSessions",
+            "bidi_stream",
+            "kgen.session.v1.SessionService",
+            "CreateSessions",
+        ),
+        (
+            "/kgen.session.v1.SessionService/CreateSessionBatch",
+            "unary",
+            "kgen.session.v1.SessionService",
+            "CreateSessionBatch",
         ),
         (
             "/grpc.health.v1.Health/Check",
@@ -484,6 +496,16 @@ mod tests {
     #[test]
     fn unknown_paths_share_one_label_set() {
         assert_eq!(method_labels("/evil/path").grpc_service, "unknown");
+        let stream = method_labels("/kgen.session.v1.SessionService/CreateSessions");
+        assert_eq!(
+            (stream.grpc_type, stream.grpc_method),
+            ("bidi_stream", "CreateSessions")
+        );
+        let batch = method_labels("/kgen.session.v1.SessionService/CreateSessionBatch");
+        assert_eq!(
+            (batch.grpc_type, batch.grpc_method),
+            ("unary", "CreateSessionBatch")
+        );
         assert_eq!(
             method_labels("/grpc.health.v1.Health/Watch").grpc_type,
             "server_stream"

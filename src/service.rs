@@ -5,15 +5,19 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::{
+    batch,
     correlation::Correlation,
     deadline,
     error::{CallError, Error},
     metrics::Metrics,
-    proto::{session_service_server::SessionService, CreateSessionRequest, CreateSessionResponse},
+    proto::{
+        session_service_server::SessionService, CreateSessionBatchRequest,
+        CreateSessionBatchResponse, CreateSessionRequest, CreateSessionResponse,
+    },
     resilience::{Next, Resilience},
     upstream::UpstreamClient,
 };
@@ -22,7 +26,8 @@ use crate::{
 pub const MAX_USER_ID_BYTES: usize = 256;
 
 /// The session service: one shared upstream client, the per-call timeout, the shared resilience state (limit,
-/// retry budget, breaker), and the token that cuts off calls still running when the shutdown grace period ends.
+/// retry budget, breaker), the token that cuts off calls still running when the shutdown grace period ends, and
+/// how many upstream calls one batch RPC may have in flight.
 #[derive(Debug, Clone)]
 pub struct SessionGateway {
     upstream: Arc<UpstreamClient>,
@@ -30,6 +35,7 @@ pub struct SessionGateway {
     resilience: Arc<Resilience>,
     metrics: Arc<Metrics>,
     cut_off: CancellationToken,
+    batch_concurrency: usize,
 }
 
 impl SessionGateway {
@@ -48,7 +54,25 @@ impl SessionGateway {
             resilience,
             metrics,
             cut_off,
+            batch_concurrency: batch::DEFAULT_BATCH_CONCURRENCY,
         }
+    }
+
+    /// Lets each `CreateSessions` stream or `CreateSessionBatch` call have at most `concurrency` (at least 1)
+    /// upstream calls in flight.
+    pub fn with_batch_concurrency(mut self, concurrency: usize) -> Self {
+        self.batch_concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Upstream calls one batch RPC may have in flight.
+    pub fn batch_concurrency(&self) -> usize {
+        self.batch_concurrency
+    }
+
+    /// Cancelled when the shutdown grace period is over.
+    pub(crate) fn cut_off(&self) -> &CancellationToken {
+        &self.cut_off
     }
 
     /// Creates the session of `user_id` for a caller that stops waiting at `deadline`.
@@ -235,6 +259,22 @@ impl SessionService for SessionGateway {
         let session = result?;
         tracing::debug!(grpc_code = "OK", latency_ms, "session created");
         Ok(Response::new(session))
+    }
+
+    async fn create_sessions(
+        &self,
+        request: Request<Streaming<CreateSessionRequest>>,
+    ) -> Result<Response<batch::CreateSessionsStream>, Status> {
+        Ok(Response::new(batch::create_sessions(self.clone(), request)))
+    }
+
+    async fn create_session_batch(
+        &self,
+        request: Request<CreateSessionBatchRequest>,
+    ) -> Result<Response<CreateSessionBatchResponse>, Status> {
+        batch::create_session_batch(self.clone(), request)
+            .await
+            .map(Response::new)
     }
 }
 

@@ -122,7 +122,8 @@ impl Application {
                 resilience.clone(),
                 metrics.clone(),
                 cut_off.clone(),
-            ),
+            )
+            .with_batch_concurrency(settings.batch_concurrency),
             resilience,
             metrics,
             admin: None,

@@ -75,6 +75,32 @@ function createSession(clients, userId, timeoutMs) {
   });
 }
 
+/**
+ * CreateSessions: streams one request per user id and resolves to every answer. Answers arrive as their upstream
+ * calls complete, not in request order: match them by `user_id`. A failed item carries its own google.rpc.Status in
+ * `error` (decode it with decodeStatus); the promise rejects only when the stream itself fails.
+ */
+function createSessions(clients, userIds, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const answers = [];
+    const call = clients.session.CreateSessions({ deadline: Date.now() + timeoutMs });
+    call.on('data', (answer) => answers.push(answer));
+    call.on('error', reject);
+    call.on('end', () => resolve(answers));
+    for (const userId of userIds) call.write({ user_id: userId });
+    call.end();
+  });
+}
+
+/** CreateSessionBatch: the unary form, for 1 to 100 user ids; resolves to the results, in request order. */
+function createSessionBatch(clients, userIds, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    clients.session.CreateSessionBatch({ user_ids: userIds }, { deadline: Date.now() + timeoutMs }, (err, res) =>
+      err ? reject(err) : resolve(res.results),
+    );
+  });
+}
+
 /** grpc.health.v1.Health/Check; resolves to the status name (e.g. "SERVING"). */
 function healthCheck(clients, service = '', timeoutMs = 5000) {
   return new Promise((resolve, reject) => {
@@ -102,8 +128,29 @@ function decodeError(err) {
   // Absent when, e.g., the deadline expired in the client before the server answered.
   const [raw] = err.metadata ? err.metadata.get('grpc-status-details-bin') : [];
   if (!raw) return details;
+  return addDetails(details, Status.toObject(Status.decode(raw), TO_OBJECT));
+}
+
+/**
+ * Decodes the google.rpc.Status of a failed batch item (CreateSessionsResponse.error, as proto-loader gives it): the
+ * same code, message and details CreateSession carries in its grpc-status-details-bin trailer.
+ */
+function decodeStatus(status) {
+  const details = {
+    code: status.code,
+    codeName: grpc.status[status.code] ?? String(status.code),
+    message: status.message,
+    hasStatusDetails: false,
+    errorInfo: null,
+    retryInfo: null,
+    badRequest: null,
+    otherDetails: [],
+  };
+  return addDetails(details, status);
+}
+
+function addDetails(details, status) {
   details.hasStatusDetails = true;
-  const status = Status.toObject(Status.decode(raw), TO_OBJECT);
   for (const any of status.details) {
     const typeName = any.type_url.slice(any.type_url.lastIndexOf('/') + 1);
     const key = { 'google.rpc.ErrorInfo': 'errorInfo', 'google.rpc.RetryInfo': 'retryInfo', 'google.rpc.BadRequest': 'badRequest' }[typeName];
@@ -219,8 +266,11 @@ module.exports = {
   RESPONSE_FIELDS,
   connect,
   createSession,
+  createSessions,
+  createSessionBatch,
   healthCheck,
   decodeError,
+  decodeStatus,
   durationSeconds,
   parseGoTime,
   decodeJwtPart,

@@ -126,6 +126,39 @@ function expectErrorInfo(d, reason) {
   expectEq(d.errorInfo.domain, DOMAIN, 'ErrorInfo.domain');
 }
 
+/**
+ * Checks one batch answer against what CreateSession answers for `userId` (see batchUserIds); returns the outcome's
+ * name.
+ */
+function checkBatchAnswer(answer, userId, clientName) {
+  expectEq(answer.user_id, userId, 'answer user_id');
+  if (userId.trim() === '') {
+    expectEq(answer.result, 'error', `outcome for ${JSON.stringify(userId)}`);
+    const d = client.decodeStatus(answer.error);
+    expectEq(d.code, grpc.status.INVALID_ARGUMENT, `code for ${JSON.stringify(userId)}`);
+    expectErrorInfo(d, 'INVALID_USER_ID');
+    expect(d.badRequest, "no BadRequest in the item's details");
+    expectEq(d.badRequest.field_violations.map((v) => v.field), ['user_id'], 'BadRequest field violations');
+    return 'INVALID_ARGUMENT';
+  }
+  if (userId === 'fault:status:404') {
+    expectEq(answer.result, 'error', `outcome for ${userId}`);
+    const d = client.decodeStatus(answer.error);
+    expectEq(d.code, grpc.status.NOT_FOUND, `code for ${userId}`);
+    expectErrorInfo(d, 'UPSTREAM_NOT_FOUND');
+    expectEq(d.errorInfo.metadata.upstream_status, '404', 'ErrorInfo.metadata upstream_status');
+    return 'NOT_FOUND';
+  }
+  expectEq(answer.result, 'session', `outcome for ${userId}`);
+  checkSession(answer.session, userId, clientName, true);
+  return 'session';
+}
+
+/** Five user ids: three new gamers, an invalid (empty) one, and an injected 404. */
+function batchUserIds(prefix) {
+  return [`${prefix}-0`, '', `${prefix}-1`, 'fault:status:404', `${prefix}-2`];
+}
+
 async function main() {
   let args;
   try {
@@ -210,6 +243,33 @@ async function main() {
       const elapsed = Date.now() - started;
       expect(elapsed < 2000, `DEADLINE_EXCEEDED only after ${elapsed} ms (deadline 300 ms)`);
       return `after ${elapsed} ms, ErrorInfo reason: ${d.errorInfo ? d.errorInfo.reason : 'none (client-side deadline)'}`;
+    });
+    await runCase("batch: CreateSessions of 5 (one '', one fault:status:404) -> 5 answers as CreateSession gives", async () => {
+      const userIds = batchUserIds(`${userId}-stream`);
+      const answers = await client.createSessions(clients, userIds, 10000);
+      expectEq(answers.length, userIds.length, 'answers');
+      const byUser = new Map(answers.map((a) => [a.user_id, a]));
+      expectEq([...byUser.keys()].sort(), [...userIds].sort(), 'one answer per user_id');
+      const outcomes = userIds.map((u) => checkBatchAnswer(byUser.get(u), u, args.expectClientName));
+      return `${answers.length} answers: ${outcomes.join(', ')}`;
+    });
+    await runCase("batch: CreateSessionBatch of 5 (one '', one fault:status:404) -> results in request order", async () => {
+      const userIds = batchUserIds(`${userId}-batch`);
+      const results = await client.createSessionBatch(clients, userIds, 10000);
+      expectEq(results.map((r) => r.user_id), userIds, 'results in request order');
+      const outcomes = results.map((r, i) => checkBatchAnswer(r, userIds[i], args.expectClientName));
+      return `${results.length} results in order: ${outcomes.join(', ')}`;
+    });
+    await runCase('batch: CreateSessionBatch of 101 -> INVALID_ARGUMENT/INVALID_BATCH_SIZE + BadRequest', async () => {
+      const userIds = Array.from({ length: 101 }, (_, i) => `${userId}-big-${i}`);
+      const d = await expectStatus(
+        () => client.createSessionBatch(clients, userIds, 10000),
+        grpc.status.INVALID_ARGUMENT,
+      );
+      expectErrorInfo(d, 'INVALID_BATCH_SIZE');
+      expect(d.badRequest, 'no BadRequest in the details');
+      expectEq(d.badRequest.field_violations.map((v) => v.field), ['user_ids'], 'BadRequest field violations');
+      return `BadRequest field=user_ids (${d.badRequest.field_violations[0].description})`;
     });
     await runCase("health check '' -> SERVING", health(''));
     await runCase(`health check '${client.SESSION_SERVICE}' -> SERVING`, health(client.SESSION_SERVICE));

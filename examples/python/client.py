@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE / "gen"))
 
 import grpc  # noqa: E402
 from google.protobuf import duration_pb2  # noqa: E402
-from google.rpc import error_details_pb2  # noqa: E402
+from google.rpc import error_details_pb2, status_pb2  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_status import rpc_status  # noqa: E402
 
@@ -56,6 +56,25 @@ def create_session(
     return stub.CreateSession(session_pb2.CreateSessionRequest(user_id=user_id), timeout=timeout)
 
 
+def create_sessions(
+    channel: grpc.Channel, user_ids: list[str], timeout: float
+) -> list[session_pb2.CreateSessionsResponse]:
+    """CreateSessions: streams one request per user id and reads every answer. Answers arrive as their upstream
+    calls complete, not in request order: match them by `user_id`. A failed item carries its own google.rpc.Status
+    in `error`; the call raises grpc.RpcError only when the stream itself fails (deadline, shutdown, ...)."""
+    stub = session_pb2_grpc.SessionServiceStub(channel)
+    requests = (session_pb2.CreateSessionRequest(user_id=user_id) for user_id in user_ids)
+    return list(stub.CreateSessions(requests, timeout=timeout))
+
+
+def create_session_batch(
+    channel: grpc.Channel, user_ids: list[str], timeout: float
+) -> session_pb2.CreateSessionBatchResponse:
+    """CreateSessionBatch: the unary form, for 1 to 100 user ids; results come in request order."""
+    stub = session_pb2_grpc.SessionServiceStub(channel)
+    return stub.CreateSessionBatch(session_pb2.CreateSessionBatchRequest(user_ids=user_ids), timeout=timeout)
+
+
 def health_check(channel: grpc.Channel, service: str = "", timeout: float = 5.0) -> str:
     """grpc.health.v1.Health/Check; returns the status name (e.g. "SERVING")."""
     stub = health_pb2_grpc.HealthStub(channel)
@@ -76,6 +95,9 @@ class ErrorDetails:
     other_details: list = field(default_factory=list)
 
 
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
 def decode_error(error: grpc.RpcError) -> ErrorDetails:
     """Decodes the google.rpc.Status in the grpc-status-details-bin trailer, if the call carried one."""
     details = ErrorDetails(code=error.code(), message=error.details() or "")
@@ -83,6 +105,17 @@ def decode_error(error: grpc.RpcError) -> ErrorDetails:
     status = rpc_status.from_call(error)
     if status is None:
         return details
+    return _add_details(details, status)
+
+
+def decode_status(status: status_pb2.Status) -> ErrorDetails:
+    """Decodes the google.rpc.Status of a failed batch item (CreateSessionsResponse.error): the same code, message
+    and details CreateSession carries in its grpc-status-details-bin trailer."""
+    details = ErrorDetails(code=_CODES.get(status.code, grpc.StatusCode.UNKNOWN), message=status.message)
+    return _add_details(details, status)
+
+
+def _add_details(details: ErrorDetails, status: status_pb2.Status) -> ErrorDetails:
     details.has_status_details = True
     for any_detail in status.details:
         for attr, message_type in (

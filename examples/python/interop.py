@@ -124,6 +124,36 @@ def expect_error_info(details: client.ErrorDetails, reason: str) -> None:
     expect_eq(info.domain, DOMAIN, "ErrorInfo.domain")
 
 
+def check_batch_answer(answer, user_id: str, client_name: str) -> str:
+    """Checks one batch answer against what CreateSession answers for `user_id` (see BATCH_CASES); returns the
+    outcome's name."""
+    expect_eq(answer.user_id, user_id, "answer user_id")
+    outcome = answer.WhichOneof("result")
+    if user_id.strip() == "":
+        expect_eq(outcome, "error", f"outcome for {user_id!r}")
+        d = client.decode_status(answer.error)
+        expect_eq(d.code, grpc.StatusCode.INVALID_ARGUMENT, f"code for {user_id!r}")
+        expect_error_info(d, "INVALID_USER_ID")
+        expect(d.bad_request is not None, "no BadRequest in the item's details")
+        expect_eq([v.field for v in d.bad_request.field_violations], ["user_id"], "BadRequest field violations")
+        return "INVALID_ARGUMENT"
+    if user_id == "fault:status:404":
+        expect_eq(outcome, "error", f"outcome for {user_id!r}")
+        d = client.decode_status(answer.error)
+        expect_eq(d.code, grpc.StatusCode.NOT_FOUND, f"code for {user_id!r}")
+        expect_error_info(d, "UPSTREAM_NOT_FOUND")
+        expect_eq(dict(d.error_info.metadata).get("upstream_status"), "404", "ErrorInfo.metadata upstream_status")
+        return "NOT_FOUND"
+    expect_eq(outcome, "session", f"outcome for {user_id!r}")
+    check_session(answer.session, user_id, client_name, new_user=True)
+    return "session"
+
+
+def batch_user_ids(prefix: str) -> list[str]:
+    """Five user ids: three new gamers, an invalid (empty) one, and an injected 404."""
+    return [f"{prefix}-0", "", f"{prefix}-1", "fault:status:404", f"{prefix}-2"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="kgen-gateway interop checks (Python)")
     parser.add_argument("--target", required=True, help="HOST:PORT of a gateway running with --sandbox")
@@ -205,6 +235,32 @@ def main() -> int:
             reason = d.error_info.reason if d.error_info is not None else "none (client-side deadline)"
             return f"after {elapsed * 1000:.0f} ms, ErrorInfo reason: {reason}"
 
+        def batch_stream():
+            user_ids = batch_user_ids(f"{user_id}-stream")
+            answers = client.create_sessions(channel, user_ids, 10)
+            expect_eq(len(answers), len(user_ids), "answers")
+            by_user = {a.user_id: a for a in answers}
+            expect_eq(sorted(by_user), sorted(user_ids), "one answer per user_id")
+            outcomes = [check_batch_answer(by_user[u], u, args.expect_client_name) for u in user_ids]
+            return f"{len(answers)} answers: {', '.join(outcomes)}"
+
+        def batch_unary():
+            user_ids = batch_user_ids(f"{user_id}-batch")
+            results = client.create_session_batch(channel, user_ids, 10).results
+            expect_eq([r.user_id for r in results], user_ids, "results in request order")
+            outcomes = [check_batch_answer(r, u, args.expect_client_name) for r, u in zip(results, user_ids)]
+            return f"{len(results)} results in order: {', '.join(outcomes)}"
+
+        def batch_too_big():
+            user_ids = [f"{user_id}-big-{i}" for i in range(101)]
+            d = expect_status(
+                lambda: client.create_session_batch(channel, user_ids, 10), grpc.StatusCode.INVALID_ARGUMENT
+            )
+            expect_error_info(d, "INVALID_BATCH_SIZE")
+            expect(d.bad_request is not None, "no BadRequest in the details")
+            expect_eq([v.field for v in d.bad_request.field_violations], ["user_ids"], "BadRequest field violations")
+            return f"BadRequest field=user_ids ({d.bad_request.field_violations[0].description})"
+
         def health(service):
             def run():
                 expect_eq(client.health_check(channel, service), "SERVING", f"health of {service!r}")
@@ -217,6 +273,9 @@ def main() -> int:
         case("invalid user_id '   ' -> INVALID_ARGUMENT/INVALID_USER_ID + BadRequest", invalid("   "))
         case("fault:status:429 -> RESOURCE_EXHAUSTED/UPSTREAM_RATE_LIMITED + RetryInfo", rate_limited)
         case("fault:delay:3000 with a 300 ms deadline -> DEADLINE_EXCEEDED", deadline)
+        case("batch: CreateSessions of 5 (one '', one fault:status:404) -> 5 answers as CreateSession gives", batch_stream)
+        case("batch: CreateSessionBatch of 5 (one '', one fault:status:404) -> results in request order", batch_unary)
+        case("batch: CreateSessionBatch of 101 -> INVALID_ARGUMENT/INVALID_BATCH_SIZE + BadRequest", batch_too_big)
         case("health check '' -> SERVING", health(""))
         case(f"health check '{client.SESSION_SERVICE}' -> SERVING", health(client.SESSION_SERVICE))
 

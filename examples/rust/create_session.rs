@@ -1,13 +1,17 @@
 //! Calls `kgen.session.v1.SessionService/CreateSession` on a kgen-gateway and prints the session or the error.
+//! Given `--user-id` more than once, it calls the batch RPC `CreateSessions` instead (one stream, one request per
+//! user id) and prints each answer as it arrives, under a `== answer for "<user_id>"` line.
 //!
 //! ```sh
 //! cargo run --example create_session -- --target http://127.0.0.1:50051 --user-id FTC_User1 [--timeout 10]
+//! cargo run --example create_session -- --user-id FTC_User1 --user-id FTC_User2 --user-id ""
 //! ```
 //!
 //! Uses the stubs the crate already generates (`kgen_gateway::proto`). On failure the gateway's machine-readable
 //! details, carried in the `grpc-status-details-bin` trailer as a serialized `google.rpc.Status`, are decoded with
 //! `tonic_types::StatusExt::get_error_details` and printed: `ErrorInfo` (reason, domain, metadata), `RetryInfo`
-//! (how long to wait) and `BadRequest` (which field was wrong). Exit status: 0 on success, 1 when the call failed,
+//! (how long to wait) and `BadRequest` (which field was wrong); a failed batch item carries the same
+//! `google.rpc.Status` in its `error` field. Exit status: 0 on success, 1 when the call (or any batch item) failed,
 //! 2 for bad usage.
 
 use std::{
@@ -16,31 +20,37 @@ use std::{
 };
 
 use kgen_gateway::proto::{
-    session_service_client::SessionServiceClient, CreateSessionRequest, CreateSessionResponse,
+    create_sessions_response, session_service_client::SessionServiceClient, CreateSessionRequest,
+    CreateSessionResponse,
 };
-use tonic::{transport::Endpoint, Code, Request, Status};
+use prost::Message;
+use tonic::{
+    transport::{Channel, Endpoint},
+    Code, Request, Status,
+};
 use tonic_types::StatusExt;
 
 const USAGE: &str =
-    "usage: create_session --target http://HOST:PORT --user-id ID [--timeout SECONDS]";
+    "usage: create_session --target http://HOST:PORT --user-id ID [--user-id ID ...] \
+                     [--timeout SECONDS]";
 
 struct Args {
     target: String,
-    user_id: String,
+    user_ids: Vec<String>,
     timeout: Duration,
 }
 
 /// `--flag value` pairs from `std::env::args` (no argument-parsing dependency).
 fn parse_args() -> Result<Args, String> {
     let mut target = "http://127.0.0.1:50051".to_owned();
-    let mut user_id = None;
+    let mut user_ids = Vec::new();
     let mut timeout = Duration::from_secs(10);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--target" => target = value,
-            "--user-id" => user_id = Some(value),
+            "--user-id" => user_ids.push(value),
             "--timeout" => {
                 timeout = value
                     .parse::<f64>()
@@ -58,16 +68,19 @@ fn parse_args() -> Result<Args, String> {
         // The gateway serves plaintext h2c unless it was given --tls-cert.
         target = format!("http://{target}");
     }
+    if user_ids.is_empty() {
+        return Err("--user-id is required".to_owned());
+    }
     Ok(Args {
         target,
-        user_id: user_id.ok_or("--user-id is required")?,
+        user_ids,
         timeout,
     })
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
+    let mut args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}\n{USAGE}");
@@ -89,26 +102,20 @@ async fn main() -> ExitCode {
         }
     };
     let mut client = SessionServiceClient::new(channel);
+    if args.user_ids.len() > 1 {
+        return create_sessions(client, args.user_ids, args.timeout).await;
+    }
 
     let mut request = Request::new(CreateSessionRequest {
-        user_id: args.user_id,
+        user_id: args.user_ids.swap_remove(0),
     });
-    // Always set a deadline: it travels as `grpc-timeout`, and the gateway gives KGeN only the time left. tonic's
-    // channel also enforces it on the client side, but reports its own expiry as CANCELLED "Timeout expired";
-    // the gRPC spec (and every other client) says DEADLINE_EXCEEDED, so that is what it is turned into here.
+    // Always set a deadline: it travels as `grpc-timeout`, and the gateway gives KGeN only the time left.
     request.set_timeout(args.timeout);
     let started = Instant::now();
-    let outcome = client.create_session(request).await.map_err(|status| {
-        if status.code() == Code::Cancelled && started.elapsed() >= args.timeout {
-            Status::deadline_exceeded(format!(
-                "deadline of {:?} exceeded in the client ({})",
-                args.timeout,
-                status.message()
-            ))
-        } else {
-            status
-        }
-    });
+    let outcome = client
+        .create_session(request)
+        .await
+        .map_err(|status| client_deadline(status, started, args.timeout));
     match outcome {
         Ok(response) => {
             print_session(&response.into_inner());
@@ -118,6 +125,77 @@ async fn main() -> ExitCode {
             print_error(&status);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// tonic's channel also enforces the deadline on the client side, but reports its own expiry as CANCELLED
+/// "Timeout expired"; the gRPC spec (and every other client) says DEADLINE_EXCEEDED, so that is what it becomes.
+fn client_deadline(status: Status, started: Instant, timeout: Duration) -> Status {
+    if status.code() == Code::Cancelled && started.elapsed() >= timeout {
+        Status::deadline_exceeded(format!(
+            "deadline of {timeout:?} exceeded in the client ({})",
+            status.message()
+        ))
+    } else {
+        status
+    }
+}
+
+/// The batch RPC `CreateSessions`: one stream, one request per user id, the answers printed as they arrive (in
+/// completion order, each under the `user_id` it answers). The deadline covers the whole stream.
+async fn create_sessions(
+    mut client: SessionServiceClient<Channel>,
+    user_ids: Vec<String>,
+    timeout: Duration,
+) -> ExitCode {
+    let requests = user_ids
+        .into_iter()
+        .map(|user_id| CreateSessionRequest { user_id });
+    let mut request = Request::new(tokio_stream::iter(requests));
+    request.set_timeout(timeout);
+    let started = Instant::now();
+    let mut answers = match client.create_sessions(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            print_error(&client_deadline(status, started, timeout));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut all_succeeded = true;
+    loop {
+        let answer = match answers.message().await {
+            Ok(Some(answer)) => answer,
+            Ok(None) => break,
+            Err(status) => {
+                // The stream itself failed (deadline, shutdown, ...): the unanswered user ids got no answer.
+                println!("== the stream ended early");
+                print_error(&client_deadline(status, started, timeout));
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("== answer for {:?}", answer.user_id);
+        match answer.result {
+            Some(create_sessions_response::Result::Session(session)) => print_session(&session),
+            Some(create_sessions_response::Result::Error(status)) => {
+                all_succeeded = false;
+                // The item's google.rpc.Status is what a unary call carries in `grpc-status-details-bin`.
+                let details = status.encode_to_vec().into();
+                print_error(&Status::with_details(
+                    Code::from(status.code),
+                    status.message,
+                    details,
+                ));
+            }
+            None => {
+                all_succeeded = false;
+                println!("error: an answer without a result");
+            }
+        }
+    }
+    if all_succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

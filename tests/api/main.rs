@@ -1,6 +1,7 @@
 //! Integration tests: the real gateway on `127.0.0.1:0`, called by a real tonic client over TCP, in front of
 //! `wiremock`, raw TCP stand-ins for broken upstreams, or the embedded sandbox.
 
+mod batch;
 mod binary;
 mod deadlines;
 mod fault_upstream;
