@@ -232,10 +232,10 @@ impl From<CallError> for Status {
             Error::InvalidUserId(description) => {
                 details.add_bad_request_violation("user_id", *description);
             }
-            Error::TenantNotAllowed { tenant } => {
-                if let Some(tenant) = tenant {
-                    metadata.insert("tenant".to_owned(), tenant.clone());
-                }
+            Error::TenantNotAllowed {
+                tenant: Some(tenant),
+            } => {
+                metadata.insert("tenant".to_owned(), tenant.clone());
             }
             Error::TenantRequired => {
                 details.add_bad_request_violation(
