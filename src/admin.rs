@@ -11,15 +11,15 @@ use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::ge
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::{metrics::Metrics, resilience::Resilience};
+use crate::{metrics::Metrics, tenants::Tenants};
 
 /// What the admin endpoints read.
 #[derive(Debug, Clone)]
 pub struct AdminState {
     /// The registry scraped by `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Read at scrape time for the in-flight and breaker gauges.
-    pub resilience: Arc<Resilience>,
+    /// Read at scrape time for the in-flight and breaker gauges of every tenant.
+    pub tenants: Arc<Tenants>,
     /// True while the gateway serves and is not draining.
     pub ready: Arc<AtomicBool>,
 }
@@ -52,10 +52,7 @@ pub fn spawn(
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
-    let text = state.metrics.encode(
-        state.resilience.in_flight(),
-        state.resilience.breaker.state(),
-    );
+    let text = state.metrics.encode(&state.tenants.gauges());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -1,6 +1,8 @@
 //! Optional caller authentication with bearer tokens.
 //!
-//! Each calling service gets its own token, listed in a tokens file as `name:token` lines. A call presents
+//! Each calling service gets its own token, listed in a tokens file as `name:token` lines, optionally followed by
+//! the tenants it may use: `name:token tenants=callbreak,ludo` (or `tenants=*` for all). A line without
+//! `tenants=` grants only the default tenant (least privilege; see [`crate::tenants`]). A call presents
 //! `authorization: Bearer <token>`; [`CallerTokens::authenticate`] answers with the caller's name (for logs and
 //! metrics) or a reason to refuse the call.
 //!
@@ -15,6 +17,8 @@ use arc_swap::{ArcSwap, Guard};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::tenants::TenantGrant;
 
 /// Why a tokens file is unusable, or why a call is not authenticated.
 ///
@@ -59,6 +63,12 @@ pub enum AuthError {
         /// 1-based line number.
         line: usize,
     },
+    /// `tenants=` is not `*` or a comma-separated list of tenant names.
+    #[error("line {line}: `tenants=` must be `*` or comma-separated tenant names")]
+    InvalidTenants {
+        /// 1-based line number.
+        line: usize,
+    },
     /// Two lines for the same caller: which token is meant would be a guess.
     #[error("line {line}: caller {name:?} is already listed on line {first_line}")]
     DuplicateName {
@@ -94,10 +104,12 @@ pub enum AuthError {
     UnknownToken,
 }
 
-/// One configured caller: its name and the SHA-256 digest of its token (the token itself is not kept).
+/// One configured caller: its name, the SHA-256 digest of its token (the token itself is not kept) and the
+/// tenants it may use.
 struct Caller {
     name: String,
     digest: [u8; 32],
+    tenants: TenantGrant,
 }
 
 /// The callers allowed to call the gateway and their tokens, as parsed from a tokens file.
@@ -133,6 +145,20 @@ impl CallerTokens {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
+            // A trailing ` tenants=…` (tokens hold no spaces, so it cannot be part of one).
+            let (trimmed, tenants) = match trimmed.rsplit_once(char::is_whitespace) {
+                Some((head, grant))
+                    if grant.starts_with("tenants=")
+                        && head
+                            .split_once(':')
+                            .is_some_and(|(_, token)| !token.trim().is_empty()) =>
+                {
+                    let grant = TenantGrant::parse(&grant["tenants=".len()..])
+                        .ok_or(AuthError::InvalidTenants { line })?;
+                    (head.trim_end(), grant)
+                }
+                _ => (trimmed, TenantGrant::DefaultOnly),
+            };
             let (name, token) = trimmed
                 .split_once(':')
                 .ok_or(AuthError::MissingSeparator { line })?;
@@ -165,6 +191,7 @@ impl CallerTokens {
             callers.push(Caller {
                 name: name.to_owned(),
                 digest,
+                tenants,
             });
             lines_of.push(line);
         }
@@ -196,6 +223,15 @@ impl CallerTokens {
     /// with every configured digest in constant time, without stopping at a match, so timing does not reveal
     /// which token (or how much of one) was right.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<&str, AuthError> {
+        self.authenticate_with_grant(authorization)
+            .map(|(name, _)| name)
+    }
+
+    /// As [`CallerTokens::authenticate`], also returning the tenants the caller may use.
+    pub fn authenticate_with_grant(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<(&str, &TenantGrant), AuthError> {
         let header = authorization.ok_or(AuthError::MissingCredentials)?;
         let (scheme, token) = header.split_once(' ').ok_or(AuthError::WrongScheme)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -215,7 +251,7 @@ impl CallerTokens {
             .checked_sub(1)
             .and_then(|index| usize::try_from(index).ok())
             .and_then(|index| self.callers.get(index))
-            .map(|caller| caller.name.as_str())
+            .map(|caller| (caller.name.as_str(), &caller.tenants))
             .ok_or(AuthError::UnknownToken)
     }
 }
@@ -382,6 +418,39 @@ lobby:lb-0a1b2c3d:with-colons
             );
             assert!(!shown.contains("secret"), "{shown}");
         }
+    }
+
+    #[test]
+    fn a_trailing_tenants_list_restricts_the_caller_and_plain_lines_get_the_default_only() {
+        let tokens = CallerTokens::parse(
+            "a:tok-a\nb : tok-b   tenants=cb,ludo\nc:tok-c tenants=*\nd: tenants=x\n",
+        )
+        .unwrap();
+        let grant = |t: &str| {
+            tokens
+                .authenticate_with_grant(Some(&format!("Bearer {t}")))
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert_eq!(grant("tok-a"), TenantGrant::DefaultOnly);
+        assert_eq!(
+            grant("tok-b"),
+            TenantGrant::Only(vec!["cb".to_owned(), "ludo".to_owned()].into())
+        );
+        assert_eq!(grant("tok-c"), TenantGrant::All);
+        // `d: tenants=x` has no token before it: `tenants=x` is the token, as before this syntax existed.
+        assert_eq!(grant("tenants=x"), TenantGrant::DefaultOnly);
+        let err = CallerTokens::parse("a:tok-a\nb:tok-b tenants=bad name\n").unwrap_err();
+        assert!(
+            matches!(err, AuthError::InvalidToken { line: 2 }),
+            "{err:?}"
+        );
+        let err = CallerTokens::parse("a:tok-a\nb:tok-b tenants=a,,b\n").unwrap_err();
+        assert!(
+            matches!(err, AuthError::InvalidTenants { line: 2 }),
+            "{err:?}"
+        );
     }
 
     #[test]

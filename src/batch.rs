@@ -1,7 +1,7 @@
 //! `CreateSessions` (a bidirectional stream) and `CreateSessionBatch` (its unary convenience): many `CreateSession`
 //! calls in one RPC.
 //!
-//! Every item goes through [`SessionGateway::create`], so validation, the gateway-wide concurrency limit, the
+//! Every item goes through [`SessionGateway::create`], so validation, the tenant's concurrency limit, the
 //! circuit breaker, retries, upstream metrics and the status mapping are exactly those of the unary call; a failed
 //! item carries the status `CreateSession` would have returned, as a `google.rpc.Status` with the same details.
 //!
@@ -45,6 +45,7 @@ use crate::{
         CreateSessionRequest, CreateSessionsResponse,
     },
     service::{validate_user_id, Caller, SessionGateway},
+    tenants::Tenant,
 };
 
 /// Most `user_ids` one `CreateSessionBatch` call may hold (`CreateSessions` streams have no such cap).
@@ -68,8 +69,8 @@ pub type CreateSessionsStream = BoxStream<'static, Result<CreateSessionsResponse
 pub fn create_sessions(
     gateway: SessionGateway,
     request: Request<Streaming<CreateSessionRequest>>,
-) -> CreateSessionsStream {
-    let (call, inbound) = Call::start(gateway, CREATE_SESSIONS, request);
+) -> Result<CreateSessionsStream, Status> {
+    let (call, inbound) = Call::start(gateway, CREATE_SESSIONS, request)?;
     let concurrency = call.gateway.batch_concurrency();
     let per_item = call.clone();
     let items = inbound
@@ -84,7 +85,7 @@ pub fn create_sessions(
         })
         .buffer_unordered(concurrency)
         .boxed();
-    Box::pin(Answers::new(call, items))
+    Ok(Box::pin(Answers::new(call, items)))
 }
 
 /// Serves one `CreateSessionBatch` call: results in request order, at most `--batch-concurrency` upstream calls at
@@ -93,7 +94,7 @@ pub async fn create_session_batch(
     gateway: SessionGateway,
     request: Request<CreateSessionBatchRequest>,
 ) -> Result<CreateSessionBatchResponse, Status> {
-    let (call, request) = Call::start(gateway, CREATE_SESSION_BATCH, request);
+    let (call, request) = Call::start(gateway, CREATE_SESSION_BATCH, request)?;
     let user_ids = request.user_ids;
     if user_ids.is_empty() || user_ids.len() > MAX_BATCH_SIZE {
         let _entered = call.span.enter();
@@ -111,11 +112,13 @@ pub async fn create_session_batch(
 
 // === impl Call ===
 
-/// What every item of one batch RPC shares: the gateway, the caller's deadline and correlation, and the call span.
+/// What every item of one batch RPC shares: the gateway, the tenant, the caller's deadline and correlation, and
+/// the call span.
 #[derive(Debug)]
 struct Call {
     method: &'static str,
     gateway: SessionGateway,
+    tenant: Arc<Tenant>,
     deadline: Option<Instant>,
     correlation: Correlation,
     span: Span,
@@ -123,36 +126,48 @@ struct Call {
 }
 
 impl Call {
-    /// Reads the deadline, correlation and caller of `request` and opens the call span.
+    /// Reads the deadline, correlation, caller and tenant of `request` and opens the call span; a call whose
+    /// tenant cannot be used ends here (every item would be for that tenant).
     fn start<T>(
         gateway: SessionGateway,
         method: &'static str,
         request: Request<T>,
-    ) -> (Arc<Call>, T) {
+    ) -> Result<(Arc<Call>, T), Status> {
         let started = Instant::now();
         let deadline = deadline::from_metadata(request.metadata(), started);
         let correlation = Correlation::from_headers(request.metadata().as_ref());
-        let caller = request.extensions().get::<Caller>().map(|c| c.0.clone());
+        let caller = request.extensions().get::<Caller>();
+        let tenant = gateway.select_tenant(request.metadata(), caller);
         // `items` is how many answers were sent; the outcome fields are recorded when the RPC ends early.
         let span = tracing::info_span!(
             "call",
             method,
             request_id = correlation.request_id(),
-            caller = caller.as_deref().unwrap_or(""),
+            caller = caller.map_or("", |c| c.name.as_str()),
+            tenant = tenant.as_ref().map_or("", |t| t.name()),
             items = Empty,
             grpc_code = Empty,
             reason = Empty,
             latency_ms = Empty,
         );
+        let tenant = match tenant {
+            Ok(tenant) => tenant,
+            Err(error) => {
+                let _entered = span.enter();
+                span.record("latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+                return Err(Status::from(error));
+            }
+        };
         let call = Call {
             method,
             gateway,
+            tenant,
             deadline,
             correlation,
             span,
             started,
         };
-        (Arc::new(call), request.into_inner())
+        Ok((Arc::new(call), request.into_inner()))
     }
 }
 
@@ -198,7 +213,7 @@ async fn answer(call: Arc<Call>, user_id: String) -> Outcome {
     );
     let result = call
         .gateway
-        .create(&user_id, call.deadline, &call.correlation)
+        .create(&call.tenant, &user_id, call.deadline, &call.correlation)
         .instrument(span.clone())
         .await;
     let result = match result {

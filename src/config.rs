@@ -10,7 +10,7 @@ use http::HeaderValue;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{auth::CallerAuth, breaker::BreakerSettings};
+use crate::{auth::CallerAuth, breaker::BreakerSettings, tenants::TenantsConfig};
 
 /// The upstream KGeN uses when nothing else is configured: KGeN's staging platform.
 pub const DEFAULT_UPSTREAM_URL: &str = "https://stage-platform-protocols.kgen.io";
@@ -166,6 +166,11 @@ pub struct GatewayArgs {
     /// `authorization: Bearer <token>`. Reloaded on change.
     #[arg(long, env = "KGEN_CALLER_TOKENS_FILE")]
     pub caller_tokens_file: Option<PathBuf>,
+    /// TOML file of tenants (one `[tenants.<name>]` table each with `client_id`, `client_secret_file` or
+    /// `client_secret_env`, optional `upstream_url`; optional top-level `default_tenant`). Callers pick one with
+    /// the `x-kgen-tenant` metadata key; the --client-id flags, when set, are the tenant `default`. Reloaded on change.
+    #[arg(long, env = "KGEN_TENANTS_FILE")]
+    pub tenants_file: Option<PathBuf>,
     /// Also serve gRPC-Web (`application/grpc-web`, `-text`) on the gRPC port, over HTTP/1.1 and HTTP/2, for
     /// browsers and edge workers.
     #[arg(long, env = "KGEN_GRPC_WEB")]
@@ -228,6 +233,9 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// Caller authentication: the tokens file (watched for rotations) and the tokens in use.
     pub caller_tokens: Option<(PathBuf, Arc<CallerAuth>)>,
+    /// Multi-tenant credentials: the tenants file (watched for changes) and its tenants as read at start-up. The
+    /// flags' credentials (when `upstream.client_id` is not empty) are the tenant `default` besides these.
+    pub tenants: Option<(PathBuf, TenantsConfig)>,
 }
 
 /// How to reach KGeN.
@@ -409,6 +417,7 @@ impl Settings {
             sandbox: false,
             otlp_endpoint: None,
             caller_tokens: None,
+            tenants: None,
         }
     }
 }
@@ -570,8 +579,14 @@ impl GatewayArgs {
         };
 
         let mut secret_file = None::<PathBuf>;
+        let tenants_only = self.tenants_file.is_some()
+            && self.client_id.is_none()
+            && self.client_secret_file.is_none();
         let (client_id, client_secret) = if self.sandbox {
             // The embedded sandbox supplies its own upstream and credentials at build time.
+            (String::new(), String::new())
+        } else if tenants_only {
+            // Every tenant comes from the tenants file; there is no flags' tenant.
             (String::new(), String::new())
         } else {
             let id = self
@@ -595,6 +610,20 @@ impl GatewayArgs {
             };
             check_header_value(&secret).map_err(|p| ConfigError::new(SECRET, p))?;
             (id, secret)
+        };
+
+        let tenants = match self.tenants_file {
+            Some(path) => {
+                const TENANTS: &str = "--tenants-file / KGEN_TENANTS_FILE";
+                let config =
+                    TenantsConfig::load(&path, &url, &|variable| std::env::var(variable).ok())
+                        .map_err(|p| ConfigError::new(TENANTS, p))?;
+                config
+                    .check_against_flags(self.sandbox || !client_id.is_empty())
+                    .map_err(|p| ConfigError::new(TENANTS, format!("{}: {p}", path.display())))?;
+                Some((path, config))
+            }
+            None => None,
         };
 
         let mut upstream = UpstreamSettings::new(url, client_id, client_secret);
@@ -640,6 +669,7 @@ impl GatewayArgs {
             sandbox: self.sandbox,
             otlp_endpoint,
             caller_tokens,
+            tenants,
         })
     }
 }
@@ -664,7 +694,7 @@ fn positive(value: Duration, setting: &'static str) -> Result<(), ConfigError> {
     ensure(!value.is_zero(), setting, "must be greater than zero")
 }
 
-fn parse_upstream_url(raw: &str) -> Result<Url, String> {
+pub(crate) fn parse_upstream_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(

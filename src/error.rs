@@ -58,6 +58,15 @@ pub enum Error {
     /// Caller authentication is on and the call had no valid `authorization: Bearer` token.
     #[error("caller not authenticated: {0}")]
     CallerUnauthenticated(String),
+    /// The call named a tenant (`x-kgen-tenant`) that is not configured, or that its caller may not use.
+    #[error("tenant not allowed: {}", tenant.as_deref().unwrap_or("(not a tenant name)"))]
+    TenantNotAllowed {
+        /// The tenant named, when it is a well-formed tenant name (anything else is not echoed).
+        tenant: Option<String>,
+    },
+    /// The call named no tenant and there is no default tenant to use.
+    #[error("no tenant: set the x-kgen-tenant metadata key (there is no default tenant)")]
+    TenantRequired,
     /// The gateway is shutting down and its grace period ended before this call finished.
     #[error("the gateway is shutting down; retry on another instance")]
     ShuttingDown,
@@ -99,6 +108,10 @@ impl Error {
             Error::CallerUnauthenticated(_) => {
                 (Code::Unauthenticated, "CALLER_UNAUTHENTICATED", Caller)
             }
+            Error::TenantNotAllowed { .. } => {
+                (Code::PermissionDenied, "TENANT_NOT_ALLOWED", Caller)
+            }
+            Error::TenantRequired => (Code::InvalidArgument, "TENANT_REQUIRED", Caller),
             Error::Overloaded { .. } => (Code::Unavailable, "OVERLOADED", Upstream),
             Error::CircuitOpen { .. } => (Code::Unavailable, "UPSTREAM_CIRCUIT_OPEN", Upstream),
             Error::BadResponse(_) => (Code::Internal, "UPSTREAM_BAD_RESPONSE", Upstream),
@@ -148,6 +161,11 @@ impl Error {
             Error::Status(status) => status.code >= 500,
             _ => false,
         }
+    }
+
+    /// The gRPC code the caller receives.
+    pub fn code(&self) -> Code {
+        self.classify().0
     }
 
     /// The stable `ErrorInfo.reason` callers switch on.
@@ -213,6 +231,17 @@ impl From<CallError> for Status {
         match &error {
             Error::InvalidUserId(description) => {
                 details.add_bad_request_violation("user_id", *description);
+            }
+            Error::TenantNotAllowed {
+                tenant: Some(tenant),
+            } => {
+                metadata.insert("tenant".to_owned(), tenant.clone());
+            }
+            Error::TenantRequired => {
+                details.add_bad_request_violation(
+                    crate::tenants::TENANT_HEADER,
+                    "name the tenant to use: there is no default tenant",
+                );
             }
             Error::Status(status) => {
                 metadata.insert("upstream_status".to_owned(), status.code.to_string());
@@ -445,6 +474,32 @@ mod tests {
             !info.metadata.contains_key("attempts"),
             "no attempt was made"
         );
+    }
+
+    #[test]
+    fn tenant_errors_map_to_permission_denied_and_invalid_argument() {
+        let denied = Status::from(Error::TenantNotAllowed {
+            tenant: Some("ludo".into()),
+        });
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        let info = denied
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("ErrorInfo");
+        assert_eq!(info.reason, "TENANT_NOT_ALLOWED");
+        assert_eq!(
+            info.metadata.get("tenant").map(String::as_str),
+            Some("ludo")
+        );
+        let required = Status::from(Error::TenantRequired);
+        assert_eq!(required.code(), Code::InvalidArgument);
+        let bad = required
+            .get_error_details()
+            .bad_request()
+            .cloned()
+            .expect("BadRequest");
+        assert_eq!(bad.field_violations[0].field, "x-kgen-tenant");
     }
 
     #[test]

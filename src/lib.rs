@@ -24,6 +24,8 @@
 //!   gRPC-Web requests when it is off.
 //! - [`tls`]: TLS and mTLS for the gRPC listener; [`auth`]: caller authentication with bearer tokens;
 //!   [`reload`]: re-reading the client secret and tokens files so they rotate without a restart.
+//! - [`tenants`]: multi-tenant credentials (`--tenants-file`): each tenant's client, limit and breaker, the
+//!   choice of tenant per call (`x-kgen-tenant`, the caller's grant, the default) and the file's reload.
 //! - [`error`]: the one place where failures become `tonic::Status` (with `ErrorInfo`, `RetryInfo`, `BadRequest`).
 //! - [`proto`]: the generated contract and the descriptor set served by reflection.
 //! - [`sandbox`]: an embedded fake KGeN upstream for offline use, tests and benchmarks.
@@ -46,5 +48,6 @@ pub mod sandbox;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+pub mod tenants;
 pub mod tls;
 pub mod upstream;

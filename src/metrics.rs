@@ -2,7 +2,9 @@
 //! `grpc_server_started_total`, `grpc_server_handled_total`, `grpc_server_handling_seconds`) plus `kgen_upstream_*`
 //! for the KGeN side, and the tower layer that counts every gRPC call whatever the service.
 //!
-//! Labels are `&'static str` picked from fixed tables, so counting a call allocates nothing.
+//! Labels are `&'static str` picked from fixed tables, so counting a call allocates nothing, except the `tenant`
+//! label of the `kgen_tenant_*` metrics: a configured tenant's name (unknown names are never recorded, so the
+//! number of series stays bounded by the tenants file).
 
 use std::{
     fmt::Write as _,
@@ -60,6 +62,23 @@ struct CallerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantCallLabels {
+    tenant: String,
+    grpc_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantStatusLabels {
+    tenant: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -77,6 +96,10 @@ pub struct Metrics {
     upstream_in_flight: Gauge,
     breaker_state: Gauge,
     caller_calls: Family<CallerLabels, Counter>,
+    tenant_calls: Family<TenantCallLabels, Counter>,
+    tenant_upstream_responses: Family<TenantStatusLabels, Counter>,
+    tenant_in_flight: Family<TenantLabels, Gauge>,
+    tenant_breaker_state: Family<TenantLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -99,6 +122,10 @@ impl Metrics {
         let upstream_in_flight = Gauge::default();
         let breaker_state = Gauge::default();
         let caller_calls = Family::<CallerLabels, Counter>::default();
+        let tenant_calls = Family::<TenantCallLabels, Counter>::default();
+        let tenant_upstream_responses = Family::<TenantStatusLabels, Counter>::default();
+        let tenant_in_flight = Family::<TenantLabels, Gauge>::default();
+        let tenant_breaker_state = Family::<TenantLabels, Gauge>::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -152,6 +179,26 @@ impl Metrics {
             caller_calls.clone(),
         );
         registry.register(
+            "kgen_tenant_calls",
+            "Session creations (CreateSession calls and batch items) by tenant and status",
+            tenant_calls.clone(),
+        );
+        registry.register(
+            "kgen_tenant_upstream_responses",
+            "Upstream attempts by tenant and outcome (the status values of kgen_upstream_responses)",
+            tenant_upstream_responses.clone(),
+        );
+        registry.register(
+            "kgen_tenant_upstream_in_flight",
+            "Upstream calls holding one of the tenant's concurrency slots",
+            tenant_in_flight.clone(),
+        );
+        registry.register(
+            "kgen_tenant_breaker_state",
+            "The tenant's circuit breaker: 0 closed, 1 open, 2 half-open",
+            tenant_breaker_state.clone(),
+        );
+        registry.register(
             "kgen_gateway_build",
             "Build information (always 1)",
             build_info,
@@ -167,7 +214,20 @@ impl Metrics {
             upstream_in_flight,
             breaker_state,
             caller_calls,
+            tenant_calls,
+            tenant_upstream_responses,
+            tenant_in_flight,
+            tenant_breaker_state,
         }
+    }
+
+    /// Records one session creation (a `CreateSession` call or a batch item) for a configured tenant.
+    pub fn tenant_call(&self, tenant: &str, code: Code) {
+        let labels = TenantCallLabels {
+            tenant: tenant.to_owned(),
+            grpc_code: code_name(code),
+        };
+        self.tenant_calls.get_or_create(&labels).inc();
     }
 
     /// Records a call by an authenticated caller (names come from the tokens file, so they are few).
@@ -179,10 +239,21 @@ impl Metrics {
         self.caller_calls.get_or_create(&labels).inc();
     }
 
-    /// Records one upstream attempt.
-    pub fn upstream_attempt(&self, outcome: &'static str, elapsed: std::time::Duration) {
+    /// Records one upstream attempt of `tenant`.
+    pub fn upstream_attempt(
+        &self,
+        tenant: &str,
+        outcome: &'static str,
+        elapsed: std::time::Duration,
+    ) {
         self.upstream_responses
             .get_or_create(&StatusLabels { status: outcome })
+            .inc();
+        self.tenant_upstream_responses
+            .get_or_create(&TenantStatusLabels {
+                tenant: tenant.to_owned(),
+                status: outcome,
+            })
             .inc();
         self.upstream_seconds.observe(elapsed.as_secs_f64());
     }
@@ -192,15 +263,40 @@ impl Metrics {
         self.upstream_retries.inc();
     }
 
-    /// The Prometheus text exposition, with the gauges read at scrape time.
-    pub fn encode(&self, in_flight: usize, breaker: BreakerState) -> String {
-        self.upstream_in_flight
-            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
-        self.breaker_state.set(match breaker {
+    /// The Prometheus text exposition, with the gauges read at scrape time from each tenant's (name, upstream
+    /// calls in flight, breaker state). The unlabelled gauges sum the calls in flight and show the worst breaker
+    /// (open, else half-open, else closed).
+    pub fn encode(&self, tenants: &[(String, usize, BreakerState)]) -> String {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let state = |s: BreakerState| match s {
             BreakerState::Closed => 0,
             BreakerState::Open => 1,
             BreakerState::HalfOpen => 2,
-        });
+        };
+        // Tenants removed by a reload disappear from the gauges.
+        self.tenant_in_flight.clear();
+        self.tenant_breaker_state.clear();
+        for (name, in_flight, breaker) in tenants {
+            let labels = TenantLabels {
+                tenant: name.clone(),
+            };
+            self.tenant_in_flight
+                .get_or_create(&labels)
+                .set(gauge(*in_flight));
+            self.tenant_breaker_state
+                .get_or_create(&labels)
+                .set(state(*breaker));
+        }
+        self.upstream_in_flight
+            .set(gauge(tenants.iter().map(|t| t.1).sum()));
+        let worst = if tenants.iter().any(|t| t.2 == BreakerState::Open) {
+            BreakerState::Open
+        } else if tenants.iter().any(|t| t.2 == BreakerState::HalfOpen) {
+            BreakerState::HalfOpen
+        } else {
+            BreakerState::Closed
+        };
+        self.breaker_state.set(state(worst));
         let mut text = String::with_capacity(8 * 1024);
         if encode(&mut text, &self.registry).is_err() {
             let _ = writeln!(text, "# encoding failed");
@@ -475,9 +571,13 @@ mod tests {
         metrics.started.get_or_create(&labels).inc();
         Recorder::new(metrics.clone(), labels.clone()).finish(Code::Ok);
         drop(Recorder::new(metrics.clone(), labels)); // the caller went away before an answer
-        metrics.upstream_attempt("200", std::time::Duration::from_millis(3));
+        metrics.upstream_attempt("cb", "200", std::time::Duration::from_millis(3));
         metrics.upstream_retry();
-        let text = metrics.encode(7, BreakerState::Open);
+        metrics.tenant_call("cb", Code::Ok);
+        let text = metrics.encode(&[
+            ("cb".to_owned(), 4, BreakerState::Open),
+            ("ludo".to_owned(), 3, BreakerState::HalfOpen),
+        ]);
         for needle in [
             "grpc_server_started_total{grpc_type=\"unary\",grpc_service=\"kgen.session.v1.SessionService\",grpc_method=\"CreateSession\"} 1",
             "grpc_code=\"OK\"} 1",
@@ -488,6 +588,10 @@ mod tests {
             "kgen_upstream_in_flight 7",
             "kgen_upstream_breaker_state 1",
             "kgen_gateway_build{version=\"",
+            "kgen_tenant_calls_total{tenant=\"cb\",grpc_code=\"OK\"} 1",
+            "kgen_tenant_upstream_responses_total{tenant=\"cb\",status=\"200\"} 1",
+            "kgen_tenant_upstream_in_flight{tenant=\"ludo\"} 3",
+            "kgen_tenant_breaker_state{tenant=\"cb\"} 1",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }

@@ -18,40 +18,37 @@ use crate::{
         session_service_server::SessionService, CreateSessionBatchRequest,
         CreateSessionBatchResponse, CreateSessionRequest, CreateSessionResponse,
     },
-    resilience::{Next, Resilience},
-    upstream::UpstreamClient,
+    resilience::Next,
+    tenants::{Tenant, TenantGrant, Tenants, TENANT_HEADER},
 };
 
 /// Longest accepted `user_id`, in bytes of UTF-8.
 pub const MAX_USER_ID_BYTES: usize = 256;
 
-/// The session service: one shared upstream client, the per-call timeout, the shared resilience state (limit,
-/// retry budget, breaker), the token that cuts off calls still running when the shutdown grace period ends, and
-/// how many upstream calls one batch RPC may have in flight.
+/// The session service: the tenants (each with its upstream client and its own limit, retry budget and breaker),
+/// the per-call timeout, the token that cuts off calls still running when the shutdown grace period ends, and how
+/// many upstream calls one batch RPC may have in flight.
 #[derive(Debug, Clone)]
 pub struct SessionGateway {
-    upstream: Arc<UpstreamClient>,
+    tenants: Arc<Tenants>,
     upstream_timeout: Duration,
-    resilience: Arc<Resilience>,
     metrics: Arc<Metrics>,
     cut_off: CancellationToken,
     batch_concurrency: usize,
 }
 
 impl SessionGateway {
-    /// A gateway calling `upstream`, waiting at most `upstream_timeout` for any one answer; cancelling `cut_off`
-    /// ends every call in flight with `UNAVAILABLE`.
+    /// A gateway calling the upstreams of `tenants`, waiting at most `upstream_timeout` for any one answer;
+    /// cancelling `cut_off` ends every call in flight with `UNAVAILABLE`.
     pub fn new(
-        upstream: Arc<UpstreamClient>,
+        tenants: Arc<Tenants>,
         upstream_timeout: Duration,
-        resilience: Arc<Resilience>,
         metrics: Arc<Metrics>,
         cut_off: CancellationToken,
     ) -> Self {
         Self {
-            upstream,
+            tenants,
             upstream_timeout,
-            resilience,
             metrics,
             cut_off,
             batch_concurrency: batch::DEFAULT_BATCH_CONCURRENCY,
@@ -75,9 +72,40 @@ impl SessionGateway {
         &self.cut_off
     }
 
-    /// Creates the session of `user_id` for a caller that stops waiting at `deadline`.
+    /// The tenant a call is for: its `x-kgen-tenant` metadata, the caller's grant, or the default.
+    pub fn select_tenant(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        caller: Option<&Caller>,
+    ) -> Result<Arc<Tenant>, Error> {
+        // A value that is not ASCII is no tenant name: refused like an unknown one.
+        let requested = metadata
+            .get(TENANT_HEADER)
+            .map(|value| value.to_str().unwrap_or(""));
+        self.tenants.select(requested, caller.map(|c| &c.tenants))
+    }
+
+    /// Creates the session of `user_id` for `tenant`, for a caller that stops waiting at `deadline`.
     pub async fn create(
         &self,
+        tenant: &Tenant,
+        user_id: &str,
+        deadline: Option<Instant>,
+        correlation: &Correlation,
+    ) -> Result<CreateSessionResponse, CallError> {
+        let result = self
+            .create_inner(tenant, user_id, deadline, correlation)
+            .await;
+        let code = result
+            .as_ref()
+            .map_or_else(|e| e.error.code(), |_| tonic::Code::Ok);
+        self.metrics.tenant_call(tenant.name(), code);
+        result
+    }
+
+    async fn create_inner(
+        &self,
+        tenant: &Tenant,
         user_id: &str,
         deadline: Option<Instant>,
         correlation: &Correlation,
@@ -91,22 +119,24 @@ impl SessionGateway {
         tokio::select! {
             biased;
             () = self.cut_off.cancelled() => Err(Error::ShuttingDown.into()),
-            result = self.call_upstream(user_id, deadline, correlation) => result,
+            result = self.call_upstream(tenant, user_id, deadline, correlation) => result,
         }
     }
 
-    /// Attempts the upstream call under the concurrency limit, the breaker and the retry policy.
+    /// Attempts the upstream call under the tenant's concurrency limit, breaker and retry policy.
     async fn call_upstream(
         &self,
+        tenant: &Tenant,
         user_id: &str,
         deadline: Option<Instant>,
         correlation: &Correlation,
     ) -> Result<CreateSessionResponse, CallError> {
-        let _slot = self.resilience.admit(deadline).await?;
-        self.resilience.first_attempt();
+        let resilience = tenant.resilience();
+        let _slot = resilience.admit(deadline).await?;
+        resilience.first_attempt();
         let mut attempt = 1;
         loop {
-            let admission = match self.resilience.breaker.admit() {
+            let admission = match resilience.breaker.admit() {
                 Ok(admission) => admission,
                 Err(retry_in) => {
                     return Err(CallError {
@@ -115,7 +145,7 @@ impl SessionGateway {
                     });
                 }
             };
-            let outcome = self.attempt(user_id, deadline, correlation).await;
+            let outcome = self.attempt(tenant, user_id, deadline, correlation).await;
             admission.record(match &outcome {
                 Ok(_) => Some(false),
                 Err(error) if error.is_upstream_failure() => Some(true),
@@ -125,7 +155,7 @@ impl SessionGateway {
                 Ok(session) => return Ok(session.into()),
                 Err(error) => error,
             };
-            match self.resilience.after_failure(attempt, &error, deadline) {
+            match resilience.after_failure(attempt, &error, deadline) {
                 Next::RetryAfter(delay) => {
                     tracing::debug!(attempt, ?delay, reason = error.reason(), "retrying");
                     self.metrics.upstream_retry();
@@ -148,6 +178,7 @@ impl SessionGateway {
     /// One upstream attempt, given `min(caller's remaining time, --upstream-timeout)`.
     async fn attempt(
         &self,
+        tenant: &Tenant,
         user_id: &str,
         deadline: Option<Instant>,
         correlation: &Correlation,
@@ -166,14 +197,14 @@ impl SessionGateway {
             None => (self.upstream_timeout, false),
         };
         let started = Instant::now();
-        let call = self.upstream.create_session(user_id, correlation);
+        let call = tenant.upstream().create_session(user_id, correlation);
         let outcome = match tokio::time::timeout(budget, call).await {
             Ok(outcome) => outcome,
             Err(_elapsed) if caller_bound => Err(Error::DeadlineExceeded),
             Err(_elapsed) => Err(Error::UpstreamTimeout(self.upstream_timeout)),
         };
         self.metrics
-            .upstream_attempt(attempt_outcome(&outcome), started.elapsed());
+            .upstream_attempt(tenant.name(), attempt_outcome(&outcome), started.elapsed());
         outcome
     }
 }
@@ -220,7 +251,8 @@ impl SessionService for SessionGateway {
         let started = Instant::now();
         let deadline = deadline::from_metadata(request.metadata(), started);
         let correlation = Correlation::from_headers(request.metadata().as_ref());
-        let caller = request.extensions().get::<Caller>().map(|c| c.0.clone());
+        let caller = request.extensions().get::<Caller>().cloned();
+        let tenant = self.select_tenant(request.metadata(), caller.as_ref());
         let user_id = request.into_inner().user_id;
         // Only a valid `user_id` goes into the span: an invalid one may be huge or hold control characters. The
         // outcome fields stay empty on success (nothing is logged then at `info`, and each record re-serialises
@@ -229,7 +261,8 @@ impl SessionService for SessionGateway {
             "call",
             method = "CreateSession",
             request_id = correlation.request_id(),
-            caller = caller.as_deref().unwrap_or(""),
+            caller = caller.as_ref().map_or("", |c| c.name.as_str()),
+            tenant = tenant.as_ref().map_or("", |t| t.name()),
             user_id = validate_user_id(&user_id)
                 .is_ok()
                 .then_some(user_id.as_str()),
@@ -239,10 +272,15 @@ impl SessionService for SessionGateway {
             reason = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
         );
-        let result = self
-            .create(&user_id, deadline, &correlation)
-            .instrument(span.clone())
-            .await;
+        let result = match tenant {
+            Ok(tenant) => {
+                self.create(&tenant, &user_id, deadline, &correlation)
+                    .instrument(span.clone())
+                    .await
+            }
+            // Unknown tenants are not counted per tenant (only configured names become label values).
+            Err(error) => Err(CallError::from(error)),
+        };
         // The outcome is logged (by the status mapping) inside the span, so its line carries the call's fields.
         let _entered = span.enter();
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -254,7 +292,7 @@ impl SessionService for SessionGateway {
             let code = result
                 .as_ref()
                 .map_or_else(Status::code, |_| tonic::Code::Ok);
-            self.metrics.caller_call(caller, code);
+            self.metrics.caller_call(&caller.name, code);
         }
         let session = result?;
         tracing::debug!(grpc_code = "OK", latency_ms, "session created");
@@ -265,7 +303,7 @@ impl SessionService for SessionGateway {
         &self,
         request: Request<Streaming<CreateSessionRequest>>,
     ) -> Result<Response<batch::CreateSessionsStream>, Status> {
-        Ok(Response::new(batch::create_sessions(self.clone(), request)))
+        batch::create_sessions(self.clone(), request).map(Response::new)
     }
 
     async fn create_session_batch(
@@ -280,7 +318,12 @@ impl SessionService for SessionGateway {
 
 /// The authenticated calling service, put in the request extensions by caller authentication.
 #[derive(Debug, Clone)]
-pub struct Caller(pub String);
+pub struct Caller {
+    /// The caller's name in the tokens file.
+    pub name: String,
+    /// The tenants it may use.
+    pub tenants: TenantGrant,
+}
 
 /// Checks `user_id` before anything is sent upstream.
 pub fn validate_user_id(user_id: &str) -> Result<(), Error> {

@@ -41,11 +41,11 @@ use crate::{
     metrics::{Metrics, MetricsLayer, MetricsService},
     proto::{self, session_service_server::SessionServiceServer},
     reload,
-    resilience::Resilience,
     sandbox::{self, SandboxConfig, SandboxHandle},
     service::Caller,
     service::SessionGateway,
-    upstream::{BuildError, UpstreamClient},
+    tenants::{self, Tenants},
+    upstream::BuildError,
 };
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -74,10 +74,10 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct Application {
     gateway: SessionGateway,
-    upstream: Arc<UpstreamClient>,
+    tenants: Arc<Tenants>,
+    tenants_file: Option<PathBuf>,
     secret_file: Option<PathBuf>,
     caller_auth: Option<(PathBuf, Arc<CallerAuth>)>,
-    resilience: Arc<Resilience>,
     metrics: Arc<Metrics>,
     admin: Option<TcpListener>,
     ready: Arc<AtomicBool>,
@@ -107,24 +107,31 @@ impl Application {
         } else {
             None
         };
-        let upstream = Arc::new(UpstreamClient::new(&settings.upstream)?);
-        tracing::info!(upstream = %upstream.endpoint(), "upstream configured");
+        let tenants = Arc::new(Tenants::new(
+            &settings.upstream,
+            &settings.resilience,
+            settings.tenants.as_ref().map(|(_, config)| config),
+        )?);
+        if let Some(flag) = tenants.flag_tenant() {
+            tracing::info!(upstream = %flag.upstream().endpoint(), "upstream configured");
+        }
+        if settings.tenants.is_some() {
+            tracing::info!(tenants = ?*tenants, "tenants configured");
+        }
         let cut_off = CancellationToken::new();
-        let resilience = Arc::new(Resilience::new(&settings.resilience));
         let metrics = Arc::new(Metrics::new());
         Ok(Self {
             secret_file: settings.upstream.client_secret_file.clone(),
             caller_auth: settings.caller_tokens.clone(),
-            upstream: upstream.clone(),
+            tenants_file: settings.tenants.map(|(path, _)| path),
             gateway: SessionGateway::new(
-                upstream,
+                tenants.clone(),
                 settings.upstream.timeout,
-                resilience.clone(),
                 metrics.clone(),
                 cut_off.clone(),
             )
             .with_batch_concurrency(settings.batch_concurrency),
-            resilience,
+            tenants,
             metrics,
             admin: None,
             ready: Arc::new(AtomicBool::new(false)),
@@ -135,9 +142,9 @@ impl Application {
         })
     }
 
-    /// The retry budget, concurrency limit and circuit breaker shared by all calls (for inspection).
-    pub fn resilience(&self) -> Arc<Resilience> {
-        self.resilience.clone()
+    /// The tenants, each with its client, concurrency limit, retry budget and circuit breaker (for inspection).
+    pub fn tenants(&self) -> Arc<Tenants> {
+        self.tenants.clone()
     }
 
     /// Also serve the admin HTTP endpoints (`/metrics`, `/healthz`, `/readyz`) on `listener` while running.
@@ -145,11 +152,19 @@ impl Application {
         self.admin = Some(listener);
     }
 
-    /// Re-reads the client secret and caller tokens files while running (rotation without a restart).
+    /// Re-reads the client secret, caller tokens and tenants files while running (rotation without a restart).
     fn spawn_watchers(&self, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
         let mut watchers = Vec::new();
-        if let Some(path) = &self.secret_file {
-            let upstream = self.upstream.clone();
+        if let Some(path) = &self.tenants_file {
+            watchers.push(tenants::watch(
+                self.tenants.clone(),
+                path.clone(),
+                reload::RELOAD_INTERVAL,
+                stop.clone(),
+            ));
+        }
+        if let (Some(path), Some(flag)) = (&self.secret_file, self.tenants.flag_tenant()) {
+            let upstream = flag.upstream().clone();
             watchers.push(reload::watch_file(
                 "--client-secret-file",
                 path.clone(),
@@ -236,7 +251,7 @@ impl Application {
             Some(listener) => {
                 let state = AdminState {
                     metrics: self.metrics.clone(),
-                    resilience: self.resilience.clone(),
+                    tenants: self.tenants.clone(),
                     ready: self.ready.clone(),
                 };
                 Some(
@@ -383,9 +398,12 @@ impl Interceptor for CallerInterceptor {
             .get("authorization")
             .and_then(|v| v.to_str().ok());
         let tokens = auth.current();
-        match tokens.authenticate(header) {
-            Ok(name) => {
-                let caller = Caller(name.to_owned());
+        match tokens.authenticate_with_grant(header) {
+            Ok((name, grant)) => {
+                let caller = Caller {
+                    name: name.to_owned(),
+                    tenants: grant.clone(),
+                };
                 request.extensions_mut().insert(caller);
                 Ok(request)
             }

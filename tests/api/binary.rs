@@ -60,6 +60,10 @@ fn invalid_settings_exit_2_before_binding() {
         (&["--sandbox", "--tls-cert", "/tmp/x.pem"], "--tls-key"),
         (&["--sandbox", "--no-such-flag"], "--no-such-flag"),
         (&["--sandbox", "--worker-threads", "0"], "--worker-threads"),
+        (
+            &["--sandbox", "--tenants-file", "/nonexistent/tenants.toml"],
+            "--tenants-file",
+        ),
         (&["sandbox", "--worker-threads", "many"], "--worker-threads"),
         (
             &[
@@ -77,6 +81,39 @@ fn invalid_settings_exit_2_before_binding() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
+}
+
+#[test]
+fn a_bad_tenants_file_exits_2_with_one_line_naming_the_file_and_the_problem() {
+    let dir = std::env::temp_dir().join(format!("kgen-bad-tenants-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "[tenants.a]\nclient_id = \"a\"\nclient_secret = \"inline-secret\"\n",
+            "unknown field",
+        ),
+        (
+            "[tenants.a]\nclient_id = \"a\"\nclient_secret_env = \"KGEN_TEST_UNSET_VAR\"\n",
+            "KGEN_TEST_UNSET_VAR is not set",
+        ),
+        ("[tenants.a\n", "line 1"),
+    ];
+    for (i, (content, needle)) in cases.into_iter().enumerate() {
+        let path = dir.join(format!("tenants-{i}.toml"));
+        std::fs::write(&path, content).unwrap();
+        let out = run_to_exit(
+            &["--sandbox", "--tenants-file", path.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{content}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        for expected in ["--tenants-file", path.to_str().unwrap(), needle] {
+            assert!(stderr.contains(expected), "{expected}: {stderr}");
+        }
+        assert!(!stderr.contains("inline-secret"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -19,5 +19,6 @@ mod security;
 mod session;
 mod shutdown;
 mod status_mapping;
+mod tenants;
 mod transport;
 mod validation;

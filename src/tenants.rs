@@ -1,0 +1,864 @@
+//! Multi-tenant credentials: one gateway in front of several games' KGeN client credentials.
+//!
+//! A tenants file (`--tenants-file`, TOML) lists one table per tenant:
+//!
+//! ```toml
+//! default_tenant = "callbreak"          # optional
+//!
+//! [tenants.callbreak]
+//! client_id = "cb-client"
+//! client_secret_file = "secrets/callbreak"   # relative to the tenants file; or:
+//! # client_secret_env = "CALLBREAK_SECRET"   # the name of an environment variable
+//! upstream_url = "https://platform-protocols.kgen.io"   # optional, else --upstream-url
+//! ```
+//!
+//! The single-tenant flags (`--client-id` with its secret), when given, are the tenant [`FLAG_TENANT`], the
+//! default unless the file names another. A caller picks its tenant with the [`TENANT_HEADER`] metadata key; with
+//! caller authentication its token also says which tenants it may use ([`TenantGrant`]).
+//!
+//! Each [`Tenant`] owns its upstream client (its own connection pool and credentials) and its own
+//! [`Resilience`] (concurrency limit, retry budget, circuit breaker), so one game's failing credentials, rate
+//! limit or slow upstream cannot starve another. The file is re-read every [`crate::reload::RELOAD_INTERVAL`]
+//! (secret files it names too); tenants whose settings did not change keep their client and breaker, a changed
+//! secret is rotated in place, and a file that no longer parses is logged and ignored.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
+use reqwest::Url;
+use secrecy::SecretString;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    breaker::BreakerState,
+    config::{expose, parse_secret, ResilienceSettings, UpstreamSettings},
+    error::Error,
+    resilience::Resilience,
+    upstream::{BuildError, UpstreamClient},
+};
+
+/// The metadata key a caller names its tenant with.
+pub const TENANT_HEADER: &str = "x-kgen-tenant";
+/// The name of the tenant made of the single-tenant flags (`--client-id`, `--client-secret-file`, …).
+pub const FLAG_TENANT: &str = "default";
+/// Longest tenant name.
+pub const MAX_TENANT_NAME: usize = 64;
+
+/// A tenant name: 1–64 characters of ASCII letters, digits, `_`, `-` and `.`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TENANT_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+// === the file ===
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    default_tenant: Option<String>,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    client_id: String,
+    client_secret_file: Option<PathBuf>,
+    client_secret_env: Option<String>,
+    upstream_url: Option<String>,
+}
+
+/// One tenant's settings, resolved: its secret read, its upstream URL parsed.
+#[derive(Clone)]
+pub struct TenantSpec {
+    /// The tenant's name (metrics and log label, `x-kgen-tenant` value).
+    pub name: String,
+    /// KGeN's base URL for this tenant.
+    pub url: Url,
+    /// The tenant's KGeN client id.
+    pub client_id: String,
+    /// The tenant's KGeN client secret (never printed).
+    pub client_secret: SecretString,
+}
+
+impl fmt::Debug for TenantSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantSpec")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantSpec {
+    fn secret_digest(&self) -> [u8; 32] {
+        Sha256::digest(expose(&self.client_secret).as_bytes()).into()
+    }
+}
+
+/// A parsed and validated tenants file.
+#[derive(Debug, Clone)]
+pub struct TenantsConfig {
+    /// The tenant used when a call names none (`default_tenant`).
+    pub default_tenant: Option<String>,
+    /// The tenants, in name order.
+    pub tenants: Vec<TenantSpec>,
+}
+
+impl TenantsConfig {
+    /// Reads and validates a tenants file. Relative `client_secret_file` paths are relative to the file's
+    /// directory; `env` looks up `client_secret_env` variables. Errors are one line naming the problem (and the
+    /// line of a TOML syntax error), never a secret.
+    pub fn load(
+        path: &Path,
+        fallback_url: &Url,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::parse(&text, base, fallback_url, env)
+            .map_err(|problem| format!("{}: {problem}", path.display()))
+    }
+
+    /// Parses and validates a tenants file's text (see [`TenantsConfig::load`]).
+    pub fn parse(
+        text: &str,
+        base_dir: &Path,
+        fallback_url: &Url,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .and_then(|span| text.get(..span.start))
+                .map(|before| before.matches('\n').count() + 1);
+            let message = e.message().lines().collect::<Vec<_>>().join(" ");
+            match line {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            }
+        })?;
+        if raw.tenants.is_empty() {
+            return Err("lists no tenants (expected [tenants.<name>] tables)".to_owned());
+        }
+        let mut tenants = Vec::with_capacity(raw.tenants.len());
+        for (name, tenant) in raw.tenants {
+            tenants.push(resolve(name, tenant, base_dir, fallback_url, env)?);
+        }
+        if let Some(default) = &raw.default_tenant {
+            if !is_valid_name(default) {
+                return Err(format!("default_tenant {default:?} is not a tenant name"));
+            }
+        }
+        Ok(Self {
+            default_tenant: raw.default_tenant,
+            tenants,
+        })
+    }
+
+    /// Checks the file against the flags: the flag tenant's name is taken when the flags set credentials, and
+    /// `default_tenant` must name a tenant of the file or the flag tenant.
+    pub fn check_against_flags(&self, flag_tenant: bool) -> Result<(), String> {
+        if flag_tenant && self.tenants.iter().any(|t| t.name == FLAG_TENANT) {
+            return Err(format!(
+                "tenant {FLAG_TENANT:?} is the --client-id flags' tenant; rename it or drop --client-id"
+            ));
+        }
+        if let Some(default) = &self.default_tenant {
+            let known = self.tenants.iter().any(|t| &t.name == default)
+                || (flag_tenant && default == FLAG_TENANT);
+            if !known {
+                return Err(format!("default_tenant {default:?} is not a listed tenant"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn resolve(
+    name: String,
+    raw: RawTenant,
+    base_dir: &Path,
+    fallback_url: &Url,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TenantSpec, String> {
+    let problem = |what: String| format!("tenant {name:?}: {what}");
+    if !is_valid_name(&name) {
+        return Err(format!(
+            "tenant name {name:?} must be 1-{MAX_TENANT_NAME} ASCII letters, digits, '_', '-' or '.'"
+        ));
+    }
+    let client_id = raw.client_id.trim().to_owned();
+    if client_id.is_empty() || client_id.chars().any(|c| c.is_control() || !c.is_ascii()) {
+        return Err(problem(
+            "client_id must be non-empty printable ASCII".to_owned(),
+        ));
+    }
+    let client_secret = match (raw.client_secret_file, raw.client_secret_env) {
+        (Some(file), None) => {
+            let path = if file.is_relative() {
+                base_dir.join(file)
+            } else {
+                file
+            };
+            let content = std::fs::read(&path).map_err(|e| {
+                problem(format!(
+                    "client_secret_file: cannot read {}: {}",
+                    path.display(),
+                    e.kind()
+                ))
+            })?;
+            parse_secret(&content)
+                .map_err(|p| problem(format!("client_secret_file {}: {p}", path.display())))?
+        }
+        (None, Some(variable)) => {
+            let value = env(&variable).ok_or_else(|| {
+                problem(format!(
+                    "client_secret_env: environment variable {variable} is not set"
+                ))
+            })?;
+            parse_secret(value.as_bytes())
+                .map_err(|p| problem(format!("client_secret_env {variable}: {p}")))?
+        }
+        _ => {
+            return Err(problem(
+                "set exactly one of client_secret_file and client_secret_env".to_owned(),
+            ))
+        }
+    };
+    let url = match raw.upstream_url {
+        Some(raw) => crate::config::parse_upstream_url(&raw)
+            .map_err(|p| problem(format!("upstream_url {p}")))?,
+        None => fallback_url.clone(),
+    };
+    Ok(TenantSpec {
+        name,
+        url,
+        client_id,
+        client_secret,
+    })
+}
+
+// === impl TenantGrant ===
+
+/// Which tenants an authenticated caller may use (from its line in the caller tokens file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantGrant {
+    /// Only the default tenant (a `name:token` line without `tenants=`: least privilege).
+    DefaultOnly,
+    /// Every configured tenant (`tenants=*`).
+    All,
+    /// Exactly these tenants (`tenants=a,b`).
+    Only(Arc<[String]>),
+}
+
+impl TenantGrant {
+    /// Parses the value of `tenants=`: `*`, or comma-separated tenant names.
+    pub fn parse(value: &str) -> Option<Self> {
+        if value == "*" {
+            return Some(Self::All);
+        }
+        let names: Vec<String> = value.split(',').map(str::to_owned).collect();
+        names
+            .iter()
+            .all(|n| is_valid_name(n))
+            .then(|| Self::Only(names.into()))
+    }
+
+    fn allows(&self, tenant: &str, default: Option<&str>) -> bool {
+        match self {
+            Self::DefaultOnly => default == Some(tenant),
+            Self::All => true,
+            Self::Only(names) => names.iter().any(|n| n == tenant),
+        }
+    }
+}
+
+// === impl Tenant ===
+
+/// One tenant at run time: its upstream client and its own limit, retry budget and breaker.
+pub struct Tenant {
+    name: String,
+    upstream: Arc<UpstreamClient>,
+    resilience: Arc<Resilience>,
+    url: Url,
+    client_id: String,
+    secret_digest: [u8; 32],
+}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenant")
+            .field("name", &self.name)
+            .field("upstream", &self.upstream)
+            .field("resilience", &self.resilience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tenant {
+    fn build(
+        spec: &TenantSpec,
+        template: &UpstreamSettings,
+        resilience: &ResilienceSettings,
+    ) -> Result<Self, BuildError> {
+        let mut settings = template.clone();
+        settings.url = spec.url.clone();
+        settings.client_id = spec.client_id.clone();
+        settings.client_secret = spec.client_secret.clone();
+        settings.client_secret_file = None;
+        Ok(Self {
+            name: spec.name.clone(),
+            upstream: Arc::new(UpstreamClient::new(&settings)?),
+            resilience: Arc::new(Resilience::new(resilience)),
+            url: spec.url.clone(),
+            client_id: spec.client_id.clone(),
+            secret_digest: spec.secret_digest(),
+        })
+    }
+
+    /// The tenant's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tenant's KGeN client.
+    pub fn upstream(&self) -> &Arc<UpstreamClient> {
+        &self.upstream
+    }
+
+    /// The tenant's concurrency limit, retry budget and circuit breaker.
+    pub fn resilience(&self) -> &Arc<Resilience> {
+        &self.resilience
+    }
+}
+
+// === impl Tenants ===
+
+/// The tenants in force: swapped whole on reload, so a call uses one consistent set.
+#[derive(Debug)]
+struct Registry {
+    by_name: HashMap<String, Arc<Tenant>>,
+    default: Option<String>,
+}
+
+/// Every configured tenant, the default one, and what is needed to build new ones on reload.
+pub struct Tenants {
+    current: ArcSwap<Registry>,
+    /// The flags' tenant, which reloads of the file never remove.
+    flag: Option<Arc<Tenant>>,
+    template: UpstreamSettings,
+    resilience: ResilienceSettings,
+}
+
+impl fmt::Debug for Tenants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.current.load();
+        let mut names: Vec<&str> = current.by_name.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Tenants")
+            .field("tenants", &names)
+            .field("default", &current.default)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a reload changed, for its log line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Tenants new in the file.
+    pub added: Vec<String>,
+    /// Tenants no longer in the file.
+    pub removed: Vec<String>,
+    /// Tenants whose URL or client id changed (rebuilt with a fresh client and breaker).
+    pub rebuilt: Vec<String>,
+    /// Tenants whose secret rotated (same client and breaker).
+    pub rotated: Vec<String>,
+    /// Whether the default tenant changed.
+    pub default_changed: bool,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
+impl Tenants {
+    /// The flags' tenant (when `flags` carries credentials, i.e. a non-empty client id) and the file's tenants.
+    pub fn new(
+        flags: &UpstreamSettings,
+        resilience: &ResilienceSettings,
+        file: Option<&TenantsConfig>,
+    ) -> Result<Self, BuildError> {
+        let flag = if flags.client_id.is_empty() {
+            None
+        } else {
+            let spec = TenantSpec {
+                name: FLAG_TENANT.to_owned(),
+                url: flags.url.clone(),
+                client_id: flags.client_id.clone(),
+                client_secret: flags.client_secret.clone(),
+            };
+            Some(Arc::new(Tenant::build(&spec, flags, resilience)?))
+        };
+        let tenants = Self {
+            current: ArcSwap::from_pointee(Registry {
+                by_name: HashMap::new(),
+                default: None,
+            }),
+            flag,
+            template: flags.clone(),
+            resilience: resilience.clone(),
+        };
+        let empty = TenantsConfig {
+            default_tenant: None,
+            tenants: Vec::new(),
+        };
+        tenants.apply(file.unwrap_or(&empty).clone())?;
+        Ok(tenants)
+    }
+
+    /// The flags' tenant, whose secret file is watched on its own.
+    pub fn flag_tenant(&self) -> Option<&Arc<Tenant>> {
+        self.flag.as_ref()
+    }
+
+    /// Swaps in the tenants of `config`: unchanged tenants keep their client and breaker; a changed secret is
+    /// rotated in place; a changed URL or client id gets a new tenant. The flags' tenant stays.
+    pub fn apply(&self, config: TenantsConfig) -> Result<Changes, BuildError> {
+        let old = self.current.load_full();
+        let mut changes = Changes::default();
+        let mut by_name = HashMap::with_capacity(config.tenants.len() + 1);
+        if let Some(flag) = &self.flag {
+            by_name.insert(FLAG_TENANT.to_owned(), flag.clone());
+        }
+        for spec in &config.tenants {
+            let tenant = match old.by_name.get(&spec.name) {
+                Some(existing)
+                    if existing.url == spec.url && existing.client_id == spec.client_id =>
+                {
+                    if existing.secret_digest == spec.secret_digest() {
+                        existing.clone()
+                    } else {
+                        existing
+                            .upstream
+                            .rotate_secret(spec.client_secret.clone())?;
+                        // A new `Tenant` value sharing the client and breaker, with the new digest.
+                        changes.rotated.push(spec.name.clone());
+                        Arc::new(Tenant {
+                            name: existing.name.clone(),
+                            upstream: existing.upstream.clone(),
+                            resilience: existing.resilience.clone(),
+                            url: existing.url.clone(),
+                            client_id: existing.client_id.clone(),
+                            secret_digest: spec.secret_digest(),
+                        })
+                    }
+                }
+                Some(_) => {
+                    changes.rebuilt.push(spec.name.clone());
+                    Arc::new(Tenant::build(spec, &self.template, &self.resilience)?)
+                }
+                None => {
+                    changes.added.push(spec.name.clone());
+                    Arc::new(Tenant::build(spec, &self.template, &self.resilience)?)
+                }
+            };
+            by_name.insert(spec.name.clone(), tenant);
+        }
+        changes.removed = old
+            .by_name
+            .keys()
+            .filter(|name| !by_name.contains_key(*name))
+            .cloned()
+            .collect();
+        let default = config
+            .default_tenant
+            .or_else(|| self.flag.as_ref().map(|_| FLAG_TENANT.to_owned()));
+        changes.default_changed = default != old.default && !old.by_name.is_empty();
+        self.current.store(Arc::new(Registry { by_name, default }));
+        Ok(changes)
+    }
+
+    /// Picks the tenant of a call: the `x-kgen-tenant` value when present, else the caller's only granted tenant,
+    /// else the default. `grant` is the authenticated caller's (none without caller authentication: every tenant
+    /// may be named).
+    pub fn select(
+        &self,
+        requested: Option<&str>,
+        grant: Option<&TenantGrant>,
+    ) -> Result<Arc<Tenant>, Error> {
+        let current = self.current.load();
+        let default = current.default.as_deref();
+        let not_allowed = |name: &str| Error::TenantNotAllowed {
+            tenant: is_valid_name(name).then(|| name.to_owned()),
+        };
+        let name = match (requested, grant) {
+            (Some(name), _) => name,
+            (None, Some(TenantGrant::Only(names))) if names.len() == 1 => names[0].as_str(),
+            (None, _) => default.ok_or(Error::TenantRequired)?,
+        };
+        if grant.is_some_and(|g| !g.allows(name, default)) {
+            // A restricted caller with no header whose grant excludes the default must name a tenant.
+            return Err(if requested.is_none() {
+                Error::TenantRequired
+            } else {
+                not_allowed(name)
+            });
+        }
+        current
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_allowed(name))
+    }
+
+    /// Whether `name` is a configured tenant (metrics record only those).
+    pub fn contains(&self, name: &str) -> bool {
+        self.current.load().by_name.contains_key(name)
+    }
+
+    /// Every tenant's name, upstream calls in flight and breaker state, in name order (read at scrape time).
+    pub fn gauges(&self) -> Vec<(String, usize, BreakerState)> {
+        let current = self.current.load();
+        let mut gauges: Vec<_> = current
+            .by_name
+            .values()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.resilience.in_flight(),
+                    t.resilience.breaker.state(),
+                )
+            })
+            .collect();
+        gauges.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        gauges
+    }
+
+    /// The default tenant's name.
+    pub fn default_name(&self) -> Option<String> {
+        self.current.load().default.clone()
+    }
+
+    /// Whether the file may hold `default` as a tenant name (no flags' tenant).
+    pub fn has_flag_tenant(&self) -> bool {
+        self.flag.is_some()
+    }
+}
+
+/// Re-reads the tenants file (and the secret files it names) every `interval` until `stop` is cancelled; a new
+/// valid set replaces the old for new calls, an invalid one is logged once and ignored.
+pub fn watch(
+    tenants: Arc<Tenants>,
+    path: PathBuf,
+    interval: Duration,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    const WHAT: &str = "--tenants-file";
+    tokio::spawn(async move {
+        let mut last_problem: Option<String> = None;
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await; // the start-up read already happened
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let path_for_load = path.clone();
+            let template_url = tenants.template.url.clone();
+            let flag = tenants.has_flag_tenant();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let config = TenantsConfig::load(&path_for_load, &template_url, &|variable| {
+                    std::env::var(variable).ok()
+                })?;
+                config.check_against_flags(flag)?;
+                Ok::<_, String>(config)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+            let outcome = loaded.and_then(|config| {
+                if unchanged(&tenants, &config) {
+                    Ok(None)
+                } else {
+                    tenants.apply(config).map(Some).map_err(|e| e.to_string())
+                }
+            });
+            match outcome {
+                Ok(None) => last_problem = None,
+                Ok(Some(changes)) => {
+                    last_problem = None;
+                    if !changes.is_empty() {
+                        tracing::info!(
+                            setting = WHAT,
+                            path = %path.display(),
+                            added = ?changes.added,
+                            removed = ?changes.removed,
+                            rebuilt = ?changes.rebuilt,
+                            rotated = ?changes.rotated,
+                            default_changed = changes.default_changed,
+                            "reloaded; new calls use the new tenants"
+                        );
+                    }
+                }
+                Err(problem) => {
+                    if last_problem.as_deref() != Some(problem.as_str()) {
+                        tracing::warn!(setting = WHAT, path = %path.display(), %problem, "invalid new content ignored; keeping the previous tenants");
+                        last_problem = Some(problem);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Whether `config` describes exactly the tenants in force (so nothing needs swapping).
+fn unchanged(tenants: &Tenants, config: &TenantsConfig) -> bool {
+    let current = tenants.current.load();
+    let flag = usize::from(tenants.flag.is_some());
+    let default = config
+        .default_tenant
+        .clone()
+        .or_else(|| tenants.flag.as_ref().map(|_| FLAG_TENANT.to_owned()));
+    current.default == default
+        && current.by_name.len() == config.tenants.len() + flag
+        && config.tenants.iter().all(|spec| {
+            current.by_name.get(&spec.name).is_some_and(|t| {
+                t.url == spec.url
+                    && t.client_id == spec.client_id
+                    && t.secret_digest == spec.secret_digest()
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> Url {
+        Url::parse("https://stage.example").unwrap()
+    }
+
+    fn env(name: &str) -> Option<String> {
+        (name == "CB_SECRET").then(|| "cb-env-secret\n".to_owned())
+    }
+
+    fn parse(text: &str) -> Result<TenantsConfig, String> {
+        TenantsConfig::parse(text, Path::new("/nonexistent"), &url(), &env)
+    }
+
+    const TWO: &str = r#"
+default_tenant = "callbreak"
+
+[tenants.callbreak]
+client_id = "cb"
+client_secret_env = "CB_SECRET"
+
+[tenants.ludo-2]
+client_id = "ludo"
+client_secret_env = "CB_SECRET"
+upstream_url = "https://prod.example/base"
+"#;
+
+    #[test]
+    fn a_valid_file_resolves_secrets_urls_and_the_default() {
+        let config = parse(TWO).unwrap();
+        assert_eq!(config.default_tenant.as_deref(), Some("callbreak"));
+        let names: Vec<_> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["callbreak", "ludo-2"]);
+        assert_eq!(expose(&config.tenants[0].client_secret), "cb-env-secret");
+        assert_eq!(config.tenants[0].url, url(), "falls back to --upstream-url");
+        assert_eq!(config.tenants[1].url.as_str(), "https://prod.example/base");
+        assert!(!format!("{config:?}").contains("cb-env-secret"));
+        config.check_against_flags(true).unwrap();
+    }
+
+    #[test]
+    fn secret_files_are_read_relative_to_the_tenants_file() {
+        let dir = std::env::temp_dir().join(format!("kgen-tenants-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cb.secret"), "file-secret\n").unwrap();
+        let path = dir.join("tenants.toml");
+        std::fs::write(
+            &path,
+            "[tenants.cb]\nclient_id = \"cb\"\nclient_secret_file = \"cb.secret\"\n",
+        )
+        .unwrap();
+        let config = TenantsConfig::load(&path, &url(), &env);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            expose(&config.unwrap().tenants[0].client_secret),
+            "file-secret"
+        );
+    }
+
+    #[test]
+    fn bad_files_are_rejected_with_one_line_and_no_secret() {
+        for (text, needle) in [
+            ("[tenants.a]\nclient_id = \"a\"\n", "exactly one of"),
+            (
+                "[tenants.a]\nclient_id = \"a\"\nclient_secret_env = \"CB_SECRET\"\nclient_secret_file = \"x\"\n",
+                "exactly one of",
+            ),
+            ("[tenants.a]\nclient_id = \"a\"\nclient_secret_env = \"NOPE\"\n", "NOPE is not set"),
+            ("[tenants.a]\nclient_id = \"a\"\nclient_secret_env = \"CB_SECRET\"\ncolour = 1\n", "line 4"),
+            ("[tenants.a]\nclient_id = \"a\"\nclient_secret_env = \"CB_SECRET\"\nupstream_url = \"ftp://x\"\n", "upstream_url"),
+            ("[tenants.\"bad name\"]\nclient_id = \"a\"\nclient_secret_env = \"CB_SECRET\"\n", "tenant name"),
+            ("[tenants.a]\nclient_id = \"\"\nclient_secret_env = \"CB_SECRET\"\n", "client_id"),
+            ("[tenants.a]\nclient_id = \"a\"\nclient_secret_file = \"/nonexistent/s\"\n", "cannot read /nonexistent/s"),
+            ("default_tenant = \"a\"\n", "no tenants"),
+            ("[tenants.a\nclient_id = \"a\"\n", "line 1"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+            assert!(!err.contains("cb-env-secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_default_must_be_a_listed_tenant_and_default_is_reserved_for_the_flags() {
+        let unknown = parse(
+            "default_tenant = \"zz\"\n[tenants.a]\nclient_id = \"a\"\nclient_secret_env = \"CB_SECRET\"\n",
+        )
+        .unwrap();
+        assert!(unknown.check_against_flags(true).is_err());
+        let flag_default = parse(
+            "default_tenant = \"default\"\n[tenants.a]\nclient_id = \"a\"\nclient_secret_env = \"CB_SECRET\"\n",
+        )
+        .unwrap();
+        assert!(flag_default.check_against_flags(true).is_ok());
+        assert!(flag_default.check_against_flags(false).is_err());
+        let clash =
+            parse("[tenants.default]\nclient_id = \"a\"\nclient_secret_env = \"CB_SECRET\"\n")
+                .unwrap();
+        assert!(clash.check_against_flags(true).is_err());
+        assert!(clash.check_against_flags(false).is_ok());
+    }
+
+    #[test]
+    fn grants_parse_star_and_lists_of_names() {
+        assert_eq!(TenantGrant::parse("*"), Some(TenantGrant::All));
+        assert_eq!(
+            TenantGrant::parse("a,b-2"),
+            Some(TenantGrant::Only(
+                vec!["a".to_owned(), "b-2".to_owned()].into()
+            ))
+        );
+        for bad in ["", "a,,b", "a b", "a,*"] {
+            assert_eq!(TenantGrant::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    fn registry() -> Tenants {
+        let flags = UpstreamSettings::new(url(), "flag-id", "flag-secret");
+        let file = parse(TWO).unwrap();
+        Tenants::new(&flags, &ResilienceSettings::default(), Some(&file)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn selection_follows_the_header_the_grant_and_the_default() {
+        let tenants = registry();
+        let pick = |requested, grant| tenants.select(requested, grant).map(|t| t.name.clone());
+        assert_eq!(pick(None, None).unwrap(), "callbreak");
+        assert_eq!(pick(Some("ludo-2"), None).unwrap(), "ludo-2");
+        assert_eq!(pick(Some("default"), None).unwrap(), "default");
+        assert!(matches!(
+            pick(Some("nope"), None),
+            Err(Error::TenantNotAllowed { tenant: Some(t) }) if t == "nope"
+        ));
+        assert!(matches!(
+            pick(Some("bad value!"), None),
+            Err(Error::TenantNotAllowed { tenant: None })
+        ));
+        let only_ludo = TenantGrant::Only(vec!["ludo-2".to_owned()].into());
+        assert_eq!(pick(None, Some(&only_ludo)).unwrap(), "ludo-2");
+        assert!(matches!(
+            pick(Some("callbreak"), Some(&only_ludo)),
+            Err(Error::TenantNotAllowed { .. })
+        ));
+        assert_eq!(
+            pick(None, Some(&TenantGrant::DefaultOnly)).unwrap(),
+            "callbreak"
+        );
+        assert!(matches!(
+            pick(Some("ludo-2"), Some(&TenantGrant::DefaultOnly)),
+            Err(Error::TenantNotAllowed { .. })
+        ));
+        let two = TenantGrant::Only(vec!["ludo-2".to_owned(), "default".to_owned()].into());
+        assert!(matches!(pick(None, Some(&two)), Err(Error::TenantRequired)));
+        assert_eq!(
+            pick(Some("ludo-2"), Some(&TenantGrant::All)).unwrap(),
+            "ludo-2"
+        );
+
+        let no_default = Tenants::new(
+            &UpstreamSettings::new(url(), "", ""),
+            &ResilienceSettings::default(),
+            Some(
+                &parse("[tenants.a]\nclient_id = \"a\"\nclient_secret_env = \"CB_SECRET\"\n")
+                    .unwrap(),
+            ),
+        )
+        .unwrap();
+        assert!(matches!(
+            no_default.select(None, None),
+            Err(Error::TenantRequired)
+        ));
+        assert!(no_default.select(Some("a"), None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn reloads_keep_unchanged_tenants_and_rotate_secrets_in_place() {
+        let tenants = registry();
+        let before = tenants.select(Some("callbreak"), None).unwrap();
+        let ludo_before = tenants.select(Some("ludo-2"), None).unwrap();
+
+        let mut config = parse(TWO).unwrap();
+        assert!(unchanged(&tenants, &config));
+        config.tenants[0].client_secret = SecretString::from("rotated".to_owned());
+        config.tenants[1].url = Url::parse("https://other.example").unwrap();
+        config.tenants.push(TenantSpec {
+            name: "new".to_owned(),
+            url: url(),
+            client_id: "n".to_owned(),
+            client_secret: SecretString::from("n".to_owned()),
+        });
+        assert!(!unchanged(&tenants, &config));
+        let changes = tenants.apply(config).unwrap();
+        assert_eq!(changes.rotated, ["callbreak"]);
+        assert_eq!(changes.rebuilt, ["ludo-2"]);
+        assert_eq!(changes.added, ["new"]);
+
+        let after = tenants.select(Some("callbreak"), None).unwrap();
+        assert!(
+            Arc::ptr_eq(&before.resilience, &after.resilience),
+            "breaker kept"
+        );
+        assert!(
+            Arc::ptr_eq(&before.upstream, &after.upstream),
+            "client kept"
+        );
+        let ludo_after = tenants.select(Some("ludo-2"), None).unwrap();
+        assert!(!Arc::ptr_eq(&ludo_before.upstream, &ludo_after.upstream));
+        assert!(tenants.contains("new") && tenants.contains("default"));
+        assert!(!format!("{tenants:?} {after:?}").contains("rotated"));
+    }
+}

@@ -1,0 +1,550 @@
+//! Multi-tenant credentials (`--tenants-file`): routing by `x-kgen-tenant` to each tenant's upstream with its own
+//! credentials, the default tenant, caller grants, per-tenant breakers and limits, and reloading the file.
+
+use std::{path::PathBuf, time::Duration};
+
+use kgen_gateway::{
+    config::{Cli, Settings},
+    proto::{CreateSessionBatchRequest, CreateSessionRequest, CreateSessionResponse},
+};
+use serde_json::json;
+use tonic::{Code, Request, Status};
+use wiremock::{
+    matchers::{header, method},
+    Mock, MockServer, ResponseTemplate,
+};
+
+use crate::helpers::{assert_status, until_upstream_called, TestApp, CLIENT_ID, CLIENT_SECRET};
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "kgen-tenants-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Writes atomically (write, then rename), as Kubernetes swaps Secret and ConfigMap volumes.
+    fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.0.join(name);
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Settings parsed from real flags (as the binary does), with the test secret for the flags' tenant.
+fn settings_from(args: &[&str]) -> Settings {
+    let cli = <Cli as clap::Parser>::try_parse_from(
+        std::iter::once("kgen-gateway").chain(args.iter().copied()),
+    )
+    .expect("valid flags");
+    cli.gateway
+        .into_settings(Some(CLIENT_SECRET.to_owned()))
+        .expect("valid settings")
+}
+
+/// A KGeN stand-in that creates a session (with `session_id` telling who it was for) only for the credentials
+/// it knows, and answers 401 to any other.
+async fn upstream(accepts: &[(&str, &str, &str)]) -> MockServer {
+    let mock = MockServer::start().await;
+    for &(id, secret, session_id) in accepts {
+        Mock::given(method("POST"))
+            .and(header("x-client-id", id))
+            .and(header("x-client-secret", secret))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({ "session_id": session_id })),
+            )
+            .with_priority(1)
+            .mount(&mock)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({ "message": "bad client" })))
+        .with_priority(10)
+        .mount(&mock)
+        .await;
+    mock
+}
+
+fn tenants_toml(default: Option<&str>, tenants: &[(&str, &str, &str, &str)]) -> String {
+    let mut text = String::new();
+    if let Some(default) = default {
+        text.push_str(&format!("default_tenant = \"{default}\"\n"));
+    }
+    for (name, id, secret_file, url) in tenants {
+        text.push_str(&format!(
+            "\n[tenants.{name}]\nclient_id = \"{id}\"\nclient_secret_file = \"{secret_file}\"\nupstream_url = \"{url}\"\n"
+        ));
+    }
+    text
+}
+
+fn request(
+    user_id: &str,
+    tenant: Option<&str>,
+    token: Option<&str>,
+) -> Request<CreateSessionRequest> {
+    let mut request = Request::new(CreateSessionRequest {
+        user_id: user_id.into(),
+    });
+    if let Some(tenant) = tenant {
+        request
+            .metadata_mut()
+            .insert("x-kgen-tenant", tenant.parse().unwrap());
+    }
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
+async fn call(
+    app: &TestApp,
+    tenant: Option<&str>,
+    token: Option<&str>,
+) -> Result<CreateSessionResponse, Status> {
+    app.client
+        .clone()
+        .create_session(request("u", tenant, token))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Two upstreams: `alpha` (which also serves the flags' tenant) and `beta`, each knowing only its own clients.
+struct Two {
+    alpha: MockServer,
+    beta: MockServer,
+    scratch: Scratch,
+    file: PathBuf,
+}
+
+async fn two_tenants(default: Option<&str>) -> Two {
+    let alpha = upstream(&[
+        ("alpha-id", "alpha-secret", "via-alpha"),
+        (CLIENT_ID, CLIENT_SECRET, "via-default"),
+    ])
+    .await;
+    let beta = upstream(&[("beta-id", "beta-secret", "via-beta")]).await;
+    let scratch = Scratch::new("two");
+    scratch.write("alpha.secret", "alpha-secret\n");
+    scratch.write("beta.secret", "beta-secret\n");
+    let file = scratch.write(
+        "tenants.toml",
+        &tenants_toml(
+            default,
+            &[
+                ("alpha", "alpha-id", "alpha.secret", &alpha.uri()),
+                ("beta", "beta-id", "beta.secret", &beta.uri()),
+            ],
+        ),
+    );
+    Two {
+        alpha,
+        beta,
+        scratch,
+        file,
+    }
+}
+
+#[tokio::test]
+async fn each_call_reaches_its_tenants_upstream_with_its_credentials_and_the_flags_are_the_default()
+{
+    let two = two_tenants(None).await;
+    let settings = settings_from(&[
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &two.alpha.uri(),
+        "--tenants-file",
+        two.file.to_str().unwrap(),
+    ]);
+    let app = TestApp::spawn(settings).await;
+
+    assert_eq!(
+        call(&app, Some("alpha"), None).await.unwrap().session_id,
+        "via-alpha"
+    );
+    assert_eq!(
+        call(&app, Some("beta"), None).await.unwrap().session_id,
+        "via-beta"
+    );
+    assert_eq!(
+        call(&app, None, None).await.unwrap().session_id,
+        "via-default",
+        "no header: the --client-id flags' tenant"
+    );
+    assert_eq!(
+        call(&app, Some("default"), None).await.unwrap().session_id,
+        "via-default"
+    );
+
+    let beta_requests = two.beta.received_requests().await.unwrap();
+    assert_eq!(beta_requests.len(), 1, "only beta's call went to beta");
+    assert_eq!(beta_requests[0].headers["x-client-id"], "beta-id");
+
+    // A batch uses the call's tenant for every item.
+    let mut batch = Request::new(CreateSessionBatchRequest {
+        user_ids: vec!["a".into(), "b".into()],
+    });
+    batch
+        .metadata_mut()
+        .insert("x-kgen-tenant", "beta".parse().unwrap());
+    let results = app
+        .client
+        .clone()
+        .create_session_batch(batch)
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 2);
+    for item in results {
+        assert!(
+            matches!(
+                item.result,
+                Some(kgen_gateway::proto::create_sessions_response::Result::Session(ref s))
+                    if s.session_id == "via-beta"
+            ),
+            "{item:?}"
+        );
+    }
+
+    let (_, metrics) = app.admin_get("/metrics").await;
+    for needle in [
+        r#"kgen_tenant_calls_total{tenant="alpha",grpc_code="OK"} 1"#,
+        r#"kgen_tenant_calls_total{tenant="beta",grpc_code="OK"} 3"#,
+        r#"kgen_tenant_calls_total{tenant="default",grpc_code="OK"} 2"#,
+        r#"kgen_tenant_upstream_responses_total{tenant="beta",status="2xx"} 3"#,
+        r#"kgen_tenant_breaker_state{tenant="alpha"} 0"#,
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+    assert!(!metrics.contains("secret"), "no secret in metrics");
+}
+
+#[tokio::test]
+async fn without_a_default_a_call_must_name_a_known_tenant() {
+    let two = two_tenants(None).await;
+    // Only the file: no --client-id, so no flags' tenant and no default.
+    let settings = settings_from(&["--tenants-file", two.file.to_str().unwrap()]);
+    let app = TestApp::spawn(settings).await;
+
+    let status = call(&app, None, None).await.unwrap_err();
+    let details = assert_status(&status, Code::InvalidArgument, "TENANT_REQUIRED");
+    assert_eq!(
+        details.bad_request().unwrap().field_violations[0].field,
+        "x-kgen-tenant"
+    );
+
+    for unknown in ["gamma", "default", "not a name!"] {
+        let status = call(&app, Some(unknown), None).await.unwrap_err();
+        let details = assert_status(&status, Code::PermissionDenied, "TENANT_NOT_ALLOWED");
+        let echoed = details
+            .error_info()
+            .unwrap()
+            .metadata
+            .get("tenant")
+            .cloned();
+        let expected = (unknown != "not a name!").then(|| unknown.to_owned());
+        assert_eq!(echoed, expected, "{unknown}");
+    }
+    assert!(two.alpha.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        call(&app, Some("beta"), None).await.unwrap().session_id,
+        "via-beta"
+    );
+
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        !metrics.contains("gamma"),
+        "unknown tenants are not recorded"
+    );
+}
+
+#[tokio::test]
+async fn default_tenant_in_the_file_serves_calls_without_the_header() {
+    let two = two_tenants(Some("beta")).await;
+    let settings = settings_from(&["--tenants-file", two.file.to_str().unwrap()]);
+    let app = TestApp::spawn(settings).await;
+    assert_eq!(call(&app, None, None).await.unwrap().session_id, "via-beta");
+    assert_eq!(
+        call(&app, Some("alpha"), None).await.unwrap().session_id,
+        "via-alpha"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_token_restricted_to_one_tenant_cannot_use_another() {
+    let two = two_tenants(None).await;
+    let tokens = two.scratch.write(
+        "callers",
+        "alpha-svc:tok-alpha tenants=alpha\nplain:tok-plain\nops:tok-ops tenants=*\n",
+    );
+    let settings = settings_from(&[
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &two.alpha.uri(),
+        "--tenants-file",
+        two.file.to_str().unwrap(),
+        "--caller-tokens-file",
+        tokens.to_str().unwrap(),
+    ]);
+    let app = TestApp::spawn(settings).await;
+
+    let status = call(&app, Some("beta"), Some("tok-alpha"))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::PermissionDenied, "TENANT_NOT_ALLOWED");
+    assert_eq!(
+        call(&app, None, Some("tok-alpha"))
+            .await
+            .unwrap()
+            .session_id,
+        "via-alpha",
+        "its only tenant is used without the header"
+    );
+    assert_eq!(
+        call(&app, Some("alpha"), Some("tok-alpha"))
+            .await
+            .unwrap()
+            .session_id,
+        "via-alpha"
+    );
+
+    // A plain `name:token` line: the default tenant only.
+    assert_eq!(
+        call(&app, None, Some("tok-plain"))
+            .await
+            .unwrap()
+            .session_id,
+        "via-default"
+    );
+    let status = call(&app, Some("alpha"), Some("tok-plain"))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::PermissionDenied, "TENANT_NOT_ALLOWED");
+
+    assert_eq!(
+        call(&app, Some("beta"), Some("tok-ops"))
+            .await
+            .unwrap()
+            .session_id,
+        "via-beta"
+    );
+    assert!(two.beta.received_requests().await.unwrap().len() == 1);
+}
+
+#[tokio::test]
+async fn one_tenants_open_breaker_does_not_affect_another() {
+    let failing = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&failing)
+        .await;
+    let beta = upstream(&[("beta-id", "beta-secret", "via-beta")]).await;
+    let scratch = Scratch::new("breaker");
+    scratch.write("alpha.secret", "alpha-secret");
+    scratch.write("beta.secret", "beta-secret");
+    let file = scratch.write(
+        "tenants.toml",
+        &tenants_toml(
+            None,
+            &[
+                ("alpha", "alpha-id", "alpha.secret", &failing.uri()),
+                ("beta", "beta-id", "beta.secret", &beta.uri()),
+            ],
+        ),
+    );
+    let settings = settings_from(&[
+        "--tenants-file",
+        file.to_str().unwrap(),
+        "--upstream-max-attempts",
+        "1",
+        "--breaker-failure-threshold",
+        "2",
+        "--breaker-cool-down",
+        "30s",
+    ]);
+    let app = TestApp::spawn(settings).await;
+
+    for _ in 0..2 {
+        let status = call(&app, Some("alpha"), None).await.unwrap_err();
+        assert_status(&status, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
+    }
+    let status = call(&app, Some("alpha"), None).await.unwrap_err();
+    assert_status(&status, Code::Unavailable, "UPSTREAM_CIRCUIT_OPEN");
+    assert_eq!(failing.received_requests().await.unwrap().len(), 2);
+
+    assert_eq!(
+        call(&app, Some("beta"), None).await.unwrap().session_id,
+        "via-beta"
+    );
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"kgen_tenant_breaker_state{tenant="alpha"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"kgen_tenant_breaker_state{tenant="beta"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kgen_upstream_breaker_state 1"),
+        "the worst tenant's state"
+    );
+}
+
+#[tokio::test]
+async fn one_tenants_full_concurrency_limit_does_not_block_another() {
+    let slow = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "session_id": "slow" }))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .mount(&slow)
+        .await;
+    let beta = upstream(&[("beta-id", "beta-secret", "via-beta")]).await;
+    let scratch = Scratch::new("limit");
+    scratch.write("alpha.secret", "alpha-secret");
+    scratch.write("beta.secret", "beta-secret");
+    let file = scratch.write(
+        "tenants.toml",
+        &tenants_toml(
+            None,
+            &[
+                ("alpha", "alpha-id", "alpha.secret", &slow.uri()),
+                ("beta", "beta-id", "beta.secret", &beta.uri()),
+            ],
+        ),
+    );
+    let settings = settings_from(&[
+        "--tenants-file",
+        file.to_str().unwrap(),
+        "--max-concurrent-upstream",
+        "1",
+        "--upstream-queue-timeout",
+        "50ms",
+    ]);
+    let app = TestApp::spawn(settings).await;
+
+    let holding = {
+        let mut client = app.client.clone();
+        tokio::spawn(async move {
+            client
+                .create_session(request("u", Some("alpha"), None))
+                .await
+        })
+    };
+    until_upstream_called(&slow).await;
+    let status = call(&app, Some("alpha"), None).await.unwrap_err();
+    assert_status(&status, Code::Unavailable, "OVERLOADED");
+
+    let started = std::time::Instant::now();
+    assert_eq!(
+        call(&app, Some("beta"), None).await.unwrap().session_id,
+        "via-beta"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "beta did not wait for alpha"
+    );
+    assert!(holding.await.unwrap().is_ok());
+}
+
+/// Calls until `check` passes or 5 s pass (the file is polled every second).
+async fn within_5s<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn reloading_the_tenants_file_adds_tenants_and_rotates_secrets_within_5s() {
+    let alpha = upstream(&[
+        ("alpha-id", "alpha-secret", "via-alpha"),
+        ("alpha-id", "alpha-secret-2", "via-alpha-2"),
+    ])
+    .await;
+    let beta = upstream(&[("beta-id", "beta-secret", "via-beta")]).await;
+    let scratch = Scratch::new("reload");
+    scratch.write("alpha.secret", "alpha-secret");
+    scratch.write("beta.secret", "beta-secret");
+    let alpha_only = tenants_toml(None, &[("alpha", "alpha-id", "alpha.secret", &alpha.uri())]);
+    let file = scratch.write("tenants.toml", &alpha_only);
+    let settings = settings_from(&["--tenants-file", file.to_str().unwrap()]);
+    let app = TestApp::spawn(settings).await;
+    assert_eq!(
+        call(&app, Some("alpha"), None).await.unwrap().session_id,
+        "via-alpha"
+    );
+    let status = call(&app, Some("beta"), None).await.unwrap_err();
+    assert_status(&status, Code::PermissionDenied, "TENANT_NOT_ALLOWED");
+
+    // A tenant added to the file.
+    scratch.write(
+        "tenants.toml",
+        &tenants_toml(
+            None,
+            &[
+                ("alpha", "alpha-id", "alpha.secret", &alpha.uri()),
+                ("beta", "beta-id", "beta.secret", &beta.uri()),
+            ],
+        ),
+    );
+    assert!(
+        within_5s(|| async { call(&app, Some("beta"), None).await.is_ok() }).await,
+        "the new tenant is served within 5 s"
+    );
+
+    // A secret file named by the tenants file rotated (the tenants file itself unchanged).
+    scratch.write("alpha.secret", "alpha-secret-2\n");
+    assert!(
+        within_5s(|| async {
+            call(&app, Some("alpha"), None)
+                .await
+                .is_ok_and(|s| s.session_id == "via-alpha-2")
+        })
+        .await,
+        "the rotated secret is used within 5 s"
+    );
+
+    // A bad new file is ignored: the tenants in force stay.
+    scratch.write("tenants.toml", "[tenants.alpha\nthis is not TOML");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        call(&app, Some("beta"), None).await.unwrap().session_id,
+        "via-beta"
+    );
+    assert_eq!(
+        call(&app, Some("alpha"), None).await.unwrap().session_id,
+        "via-alpha-2"
+    );
+}
