@@ -73,7 +73,8 @@ async fn run_gateway(args: GatewayArgs) -> Result<(), (u8, String)> {
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
     let listener = bind(listen).await?;
     app.serve_admin_on(bind(admin_listen).await?);
-    app.run(listener, startup::shutdown_signal())
+    let shutdown = startup::shutdown_signal();
+    app.run(listener, shutdown)
         .await
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))
 }
@@ -101,8 +102,10 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), (u8, String)> {
     let addr = listener
         .local_addr()
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+    // Installed before the address is announced, so a SIGTERM right after it is a graceful stop.
+    let shutdown = startup::shutdown_signal();
     tracing::warn!(%addr, client_id = %config.client_id, "fake KGeN upstream (sandbox) listening; every session is FAKE");
-    sandbox::serve(listener, config, startup::shutdown_signal())
+    sandbox::serve(listener, config, shutdown)
         .await
         .map_err(|e| (EXIT_RUNTIME, format!("sandbox: {e}")))
 }
