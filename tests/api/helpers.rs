@@ -332,3 +332,44 @@ pub async fn until_upstream_called(mock: &MockServer) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A scratch directory removed when dropped.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "kgen-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Writes atomically (write, then rename), as Kubernetes swaps Secret and ConfigMap volumes.
+    pub fn write(&self, name: &str, content: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Settings parsed from real flags (as the binary does), with the test secret for the flags' credentials.
+pub fn settings_from(args: &[&str]) -> Settings {
+    let cli = <kgen_gateway::config::Cli as clap::Parser>::try_parse_from(
+        std::iter::once("kgen-gateway").chain(args.iter().copied()),
+    )
+    .expect("valid flags");
+    cli.gateway
+        .into_settings(Some(CLIENT_SECRET.to_owned()))
+        .expect("valid settings")
+}

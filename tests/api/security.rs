@@ -1,11 +1,8 @@
 //! Serving TLS and mTLS, caller authentication, and rotating secrets without a restart.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use kgen_gateway::{
-    config::{Cli, Settings},
-    proto::{session_service_client::SessionServiceClient, CreateSessionRequest},
-};
+use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
 use serde_json::json;
 use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Identity},
@@ -17,48 +14,7 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{assert_status, example_session, TestApp, CLIENT_ID, CLIENT_SECRET};
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "kgen-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.0.join(name);
-        // Write then rename, as Kubernetes swaps Secret volume contents atomically.
-        let tmp = self.0.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, content).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Settings parsed from real flags (as the binary does), plus the test secret.
-fn settings_from(args: &[&str]) -> Settings {
-    let cli = <Cli as clap::Parser>::try_parse_from(
-        std::iter::once("kgen-gateway").chain(args.iter().copied()),
-    )
-    .expect("valid flags");
-    cli.gateway
-        .into_settings(Some(CLIENT_SECRET.to_owned()))
-        .expect("valid settings")
-}
+use crate::helpers::{assert_status, example_session, settings_from, Scratch, TestApp, CLIENT_ID};
 
 struct Pki {
     ca_pem: String,

@@ -3,10 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use kgen_gateway::{
-    config::{Cli, Settings},
-    proto::{CreateSessionBatchRequest, CreateSessionRequest, CreateSessionResponse},
-};
+use kgen_gateway::proto::{CreateSessionBatchRequest, CreateSessionRequest, CreateSessionResponse};
 use serde_json::json;
 use tonic::{Code, Request, Status};
 use wiremock::{
@@ -14,48 +11,9 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{assert_status, until_upstream_called, TestApp, CLIENT_ID, CLIENT_SECRET};
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "kgen-tenants-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    /// Writes atomically (write, then rename), as Kubernetes swaps Secret and ConfigMap volumes.
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.0.join(name);
-        let tmp = self.0.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, content).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Settings parsed from real flags (as the binary does), with the test secret for the flags' tenant.
-fn settings_from(args: &[&str]) -> Settings {
-    let cli = <Cli as clap::Parser>::try_parse_from(
-        std::iter::once("kgen-gateway").chain(args.iter().copied()),
-    )
-    .expect("valid flags");
-    cli.gateway
-        .into_settings(Some(CLIENT_SECRET.to_owned()))
-        .expect("valid settings")
-}
+use crate::helpers::{
+    assert_status, settings_from, until_upstream_called, Scratch, TestApp, CLIENT_ID, CLIENT_SECRET,
+};
 
 /// A KGeN stand-in that creates a session (with `session_id` telling who it was for) only for the credentials
 /// it knows, and answers 401 to any other.
