@@ -373,3 +373,19 @@ pub fn settings_from(args: &[&str]) -> Settings {
         .into_settings(Some(CLIENT_SECRET.to_owned()))
         .expect("valid settings")
 }
+
+/// Calls until `check` passes or 5 s pass (watched files are polled every second).
+pub async fn within_5s<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -14,7 +14,9 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{assert_status, example_session, settings_from, Scratch, TestApp, CLIENT_ID};
+use crate::helpers::{
+    assert_status, example_session, settings_from, within_5s, Scratch, TestApp, CLIENT_ID,
+};
 
 struct Pki {
     ca_pem: String,
@@ -226,22 +228,6 @@ async fn caller_tokens_gate_sessions_but_not_health_or_reflection() {
     );
     assert!(metrics.contains(r#"kgen_caller_calls_total{caller="matchmaker",grpc_code="OK"} 1"#));
     assert!(!metrics.contains("tok-"), "tokens never reach metrics");
-}
-
-/// Calls until `check` passes or 5 s pass (rotation is polled every second).
-async fn within_5s<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test]

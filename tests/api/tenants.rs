@@ -12,7 +12,8 @@ use wiremock::{
 };
 
 use crate::helpers::{
-    assert_status, settings_from, until_upstream_called, Scratch, TestApp, CLIENT_ID, CLIENT_SECRET,
+    assert_status, settings_from, until_upstream_called, within_5s, Scratch, TestApp, CLIENT_ID,
+    CLIENT_SECRET,
 };
 
 /// A KGeN stand-in that creates a session (with `session_id` telling who it was for) only for the credentials
@@ -426,22 +427,6 @@ async fn one_tenants_full_concurrency_limit_does_not_block_another() {
         "beta did not wait for alpha"
     );
     assert!(holding.await.unwrap().is_ok());
-}
-
-/// Calls until `check` passes or 5 s pass (the file is polled every second).
-async fn within_5s<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test]
