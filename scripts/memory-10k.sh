@@ -4,7 +4,8 @@
 # Usage: scripts/memory-10k.sh [--binary target/release/kgen-gateway] [--calls 10000] [--hold-ms 15000]
 #                              [--upstream-h2c]   (gateway → sandbox over HTTP/2 prior knowledge instead of HTTP/1.1)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 binary=""
 calls=10000
 hold_ms=15000
@@ -19,39 +20,22 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ -z "$binary" ]; then
-  (cd "$root" && cargo build --release --locked --quiet)
-  binary="$root/target/release/kgen-gateway"
+  release_build --bin kgen-gateway
+  binary="$target_dir/release/kgen-gateway"
 fi
 command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || { echo "process $2 exited:" >&2; cat "$work"/*.log >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "port $1 never opened" >&2; exit 1
-}
-
 upstream_port=$(free_port)
 gateway_port=$(free_port)
 admin_port=$(free_port)
-RUST_LOG=warn "$binary" sandbox --listen "127.0.0.1:$upstream_port" 2>"$work/sandbox.log" &
-pids+=($!)
-wait_port "$upstream_port" "$!"
-KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG=warn "$binary" --listen "127.0.0.1:$gateway_port" \
+start_bg sandbox env RUST_LOG=warn "$binary" sandbox --listen "127.0.0.1:$upstream_port"
+wait_port "$upstream_port" "$started_pid"
+start_bg gateway env KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG=warn "$binary" --listen "127.0.0.1:$gateway_port" \
   --upstream-url "http://127.0.0.1:$upstream_port" --client-id sandbox-client \
-  --admin-listen "127.0.0.1:$admin_port" --max-concurrent-upstream "$calls" --upstream-timeout 120s "${upstream_flags[@]}" 2>"$work/gateway.log" &
-gateway=$!
-pids+=($gateway)
+  --admin-listen "127.0.0.1:$admin_port" --max-concurrent-upstream "$calls" --max-concurrent-streams $((calls / 10)) --max-concurrent-calls "$calls" \
+  --request-body-timeout 120s --upstream-timeout 120s "${upstream_flags[@]}"
+gateway=$started_pid
 wait_port "$gateway_port" "$gateway"
 
 user_id="fault:delay:$hold_ms"
@@ -67,13 +51,14 @@ h2load -n "$calls" -c 10 -m $((calls / 10)) -t 1 --data="$work/request.bin" \
   -H 'content-type: application/grpc' -H 'te: trailers' \
   "http://127.0.0.1:$gateway_port/kgen.session.v1.SessionService/CreateSession" >"$work/h2load.log" 2>&1 &
 load=$!
+lib_pids+=("$load")
 peak=$idle
 in_flight_seen=0
 for _ in $(seq $((hold_ms / 500))); do
   sleep 0.5
   rss=$(rss_kib "$gateway")
   [ "$rss" -gt "$peak" ] && peak=$rss
-  conns=$(ls /proc/"$gateway"/fd | wc -l)
+  conns=$(fd_count "$gateway")
   [ "$conns" -gt "$in_flight_seen" ] && in_flight_seen=$conns
 done
 wait "$load" || true

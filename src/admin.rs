@@ -1,17 +1,46 @@
 //! The admin HTTP listener (`--admin-listen`): `/metrics` in the OpenMetrics text format (which Prometheus scrapes), `/healthz` (the process is
 //! up) and `/readyz` (it is serving and not draining) for plain HTTP probes. Kept off the gRPC port so it can stay
 //! private to the node or the mesh.
+//!
+//! It holds at most [`ADMIN_MAX_CONNECTIONS`] connections (the longest-idle one makes room for a new one), each
+//! of which must send its request within [`ADMIN_HANDSHAKE_TIMEOUT`] and is closed after [`ADMIN_MAX_IDLE`]
+//! without one: idle sockets cannot starve the probes, whatever holds them.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
-use tokio::{net::TcpListener, task::JoinHandle};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::TcpListener,
+    task::{JoinHandle, JoinSet},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
-use crate::{metrics::Metrics, tenants::Tenants};
+use crate::{
+    connections::{accept_until, ConnectionLimit, Greeting, Lifetime, Tracked},
+    metrics::Metrics,
+    tenants::Tenants,
+};
+
+/// Most connections the admin listener holds at once (probes and scrapes need a handful).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// A new admin connection must send its request within this.
+pub const ADMIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An admin connection without a request in flight for this long is closed.
+pub const ADMIN_MAX_IDLE: Duration = Duration::from_secs(60);
+/// How long requests in flight get when the listener stops.
+const ADMIN_STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// What the admin endpoints read.
 #[derive(Debug, Clone)]
@@ -41,13 +70,45 @@ pub fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "admin endpoints serving /metrics, /healthz, /readyz");
+    let router = router(state);
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ADMIN_HANDSHAKE_TIMEOUT);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(16);
+    let http = Arc::new(http);
+    let limit = ConnectionLimit::new("admin", ADMIN_MAX_CONNECTIONS);
     Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::warn!(%error, "admin listener failed");
-        }
+        let drain = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        accept_until(
+            &listener,
+            &limit,
+            &mut tasks,
+            stop.cancelled_owned(),
+            |stream, slot| {
+                let lifetime = Lifetime {
+                    greet_by: Instant::now() + ADMIN_HANDSHAKE_TIMEOUT,
+                    max_idle: ADMIN_MAX_IDLE,
+                    max_age: None,
+                    drain: drain.clone(),
+                };
+                let service = TowerToHyperService::new(Tracked::new(router.clone(), &slot));
+                let http = http.clone();
+                async move {
+                    let io = TokioIo::new(Greeting::new(stream, &slot));
+                    let connection = http.serve_connection(io, service);
+                    lifetime.serve(connection, slot).await;
+                }
+            },
+        )
+        .await;
+        drain.cancel();
+        let all_closed = async { while tasks.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(ADMIN_STOP_GRACE, all_closed).await;
+        tasks.shutdown().await;
     }))
 }
 

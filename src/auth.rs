@@ -93,6 +93,9 @@ pub enum AuthError {
     /// The call has no `authorization` header.
     #[error("no authorization header: expected `Bearer <token>`")]
     MissingCredentials,
+    /// The `authorization` header holds bytes that are not visible ASCII (a token never does).
+    #[error("the authorization header is not printable ASCII: expected `Bearer <token>`")]
+    NonAsciiCredentials,
     /// The `authorization` header uses another scheme (e.g. `Basic`).
     #[error("the authorization header is not a bearer token: expected `Bearer <token>`")]
     WrongScheme,

@@ -10,7 +10,10 @@ use http::HeaderValue;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{auth::CallerAuth, breaker::BreakerSettings, tenants::TenantsConfig};
+use crate::{
+    auth::CallerAuth, breaker::BreakerSettings, request_limits::RequestLimitSettings,
+    tenants::TenantsConfig,
+};
 
 /// The upstream KGeN uses when nothing else is configured: KGeN's staging platform.
 pub const DEFAULT_UPSTREAM_URL: &str = "https://stage-platform-protocols.kgen.io";
@@ -133,8 +136,12 @@ pub struct GatewayArgs {
     #[arg(long, env = "KGEN_BREAKER_PROBES", default_value_t = 3)]
     pub breaker_probes: u32,
     /// Most concurrent gRPC calls (HTTP/2 streams) per client connection.
-    #[arg(long, env = "KGEN_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
+    #[arg(long, env = "KGEN_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
     pub max_concurrent_streams: u32,
+    /// Most gRPC calls in flight at once over all connections; past it, calls are answered RESOURCE_EXHAUSTED at
+    /// once.
+    #[arg(long, env = "KGEN_MAX_CONCURRENT_CALLS", default_value_t = 10_000)]
+    pub max_concurrent_calls: usize,
     /// Largest accepted gRPC request message.
     #[arg(long, env = "KGEN_MAX_REQUEST_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub max_request_size: usize,
@@ -153,6 +160,33 @@ pub struct GatewayArgs {
     /// How long calls on an aged-out connection may take to finish before it is closed.
     #[arg(long, env = "KGEN_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub max_connection_age_grace: Duration,
+    /// Most client connections held at once on the gRPC port (default: half the open-files limit, at most
+    /// 1,024). At the limit the longest-idle connection is closed to make room.
+    #[arg(long, env = "KGEN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// A new connection must finish its TLS handshake and send its first bytes within this.
+    #[arg(long, env = "KGEN_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// A connection without a call in flight for this long is closed (GOAWAY).
+    #[arg(long, env = "KGEN_MAX_CONNECTION_IDLE", default_value = "5m", value_parser = parse_duration)]
+    pub max_connection_idle: Duration,
+    /// The request of a call that takes one message must arrive whole (with its end of stream) within this.
+    #[arg(long, env = "KGEN_REQUEST_BODY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub request_body_timeout: Duration,
+    /// A request stream (CreateSessions) may send nothing for this long while the gateway waits for it.
+    #[arg(long, env = "KGEN_STREAM_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub stream_idle_timeout: Duration,
+    /// Bytes of partly received request messages the gateway holds at once, over all calls; past it such
+    /// messages are refused with RESOURCE_EXHAUSTED (messages that arrive whole are never refused).
+    #[arg(long, env = "KGEN_MAX_BUFFERED_REQUEST_BYTES", default_value = "32MiB", value_parser = parse_size)]
+    pub max_buffered_request_bytes: usize,
+    /// Idle connections to each upstream host kept for reuse (more are closed once their call ends).
+    #[arg(
+        long,
+        env = "KGEN_UPSTREAM_MAX_IDLE_CONNECTIONS",
+        default_value_t = 256
+    )]
+    pub upstream_max_idle_connections: usize,
     /// PEM certificate chain to serve gRPC over TLS (with --tls-key); plaintext h2c without it.
     #[arg(long, env = "KGEN_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -227,8 +261,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Log format.
     pub log_format: LogFormat,
-    /// Replace the upstream with the embedded sandbox.
+    /// Replace the upstream with the embedded sandbox: every tenant (the flags' and the tenants file's) calls it
+    /// with the sandbox's credentials.
     pub sandbox: bool,
+    /// Credential settings given but not used because of `sandbox`, by name (never a value), for the start-up
+    /// warning. The upstream URL and the tenants file are not listed: they are still in these settings.
+    pub sandbox_ignores: Vec<&'static str>,
     /// OTLP collector for span export (`otlp` feature).
     pub otlp_endpoint: Option<String>,
     /// Caller authentication: the tokens file (watched for rotations) and the tokens in use.
@@ -259,6 +297,8 @@ pub struct UpstreamSettings {
     pub extra_roots: Vec<reqwest::Certificate>,
     /// HTTP/2 without negotiation (all calls multiplexed on few connections).
     pub http2_prior_knowledge: bool,
+    /// Idle connections kept per upstream host.
+    pub max_idle_connections: usize,
 }
 
 /// How the gateway protects itself and KGeN when KGeN is slow or failing.
@@ -296,6 +336,8 @@ impl Default for ResilienceSettings {
 pub struct ServerSettings {
     /// Concurrent streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// Calls in flight at once over all connections.
+    pub max_concurrent_calls: usize,
     /// Largest decoded request message.
     pub max_request_size: usize,
     /// HTTP/2 PING interval.
@@ -308,6 +350,14 @@ pub struct ServerSettings {
     pub max_connection_age: Duration,
     /// Grace for calls on an aged-out connection.
     pub max_connection_age_grace: Duration,
+    /// Most connections held at once; `None`: derived from the open-files limit at start-up.
+    pub max_connections: Option<usize>,
+    /// TLS handshake and the client's first bytes must arrive within this.
+    pub handshake_timeout: Duration,
+    /// Longest time a connection may go without a call in flight.
+    pub max_connection_idle: Duration,
+    /// Time and memory bounds on request bodies.
+    pub request_limits: RequestLimitSettings,
     /// TLS (and mTLS) for the gRPC listener; plaintext h2c when unset.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// gRPC-Web on the gRPC port; off (native gRPC only) when unset.
@@ -372,13 +422,18 @@ impl GrpcWebSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            max_concurrent_streams: 1024,
+            max_concurrent_streams: 100,
+            max_concurrent_calls: 10_000,
             max_request_size: 64 * 1024,
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(10),
             tcp_keepalive: Duration::from_secs(60),
             max_connection_age: Duration::from_secs(600),
             max_connection_age_grace: Duration::from_secs(30),
+            max_connections: None,
+            handshake_timeout: Duration::from_secs(10),
+            max_connection_idle: Duration::from_secs(300),
+            request_limits: RequestLimitSettings::default(),
             tls: None,
             grpc_web: None,
         }
@@ -398,6 +453,7 @@ impl UpstreamSettings {
             max_body: 1024 * 1024,
             extra_roots: Vec::new(),
             http2_prior_knowledge: false,
+            max_idle_connections: 256,
         }
     }
 }
@@ -415,6 +471,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(10),
             log_format: LogFormat::Text,
             sandbox: false,
+            sandbox_ignores: Vec::new(),
             otlp_endpoint: None,
             caller_tokens: None,
             tenants: None,
@@ -526,6 +583,42 @@ impl GatewayArgs {
             self.max_connection_age,
             "--max-connection-age / KGEN_MAX_CONNECTION_AGE",
         )?;
+        ensure(
+            self.max_concurrent_calls > 0,
+            "--max-concurrent-calls / KGEN_MAX_CONCURRENT_CALLS",
+            "must be at least 1",
+        )?;
+        ensure(
+            self.max_connections != Some(0),
+            "--max-connections / KGEN_MAX_CONNECTIONS",
+            "must be at least 1",
+        )?;
+        positive(
+            self.handshake_timeout,
+            "--handshake-timeout / KGEN_HANDSHAKE_TIMEOUT",
+        )?;
+        positive(
+            self.max_connection_idle,
+            "--max-connection-idle / KGEN_MAX_CONNECTION_IDLE",
+        )?;
+        positive(
+            self.request_body_timeout,
+            "--request-body-timeout / KGEN_REQUEST_BODY_TIMEOUT",
+        )?;
+        positive(
+            self.stream_idle_timeout,
+            "--stream-idle-timeout / KGEN_STREAM_IDLE_TIMEOUT",
+        )?;
+        ensure(
+            self.max_buffered_request_bytes >= self.max_request_size,
+            "--max-buffered-request-bytes / KGEN_MAX_BUFFERED_REQUEST_BYTES",
+            "must be at least --max-request-size",
+        )?;
+        ensure(
+            self.upstream_max_idle_connections >= 1,
+            "--upstream-max-idle-connections / KGEN_UPSTREAM_MAX_IDLE_CONNECTIONS",
+            "must be at least 1",
+        )?;
         let otlp_endpoint = match self.otlp_endpoint {
             Some(_) if !cfg!(feature = "otlp") => {
                 return Err(ConfigError::new(
@@ -579,11 +672,25 @@ impl GatewayArgs {
         };
 
         let mut secret_file = None::<PathBuf>;
+        let mut sandbox_ignores = Vec::new();
         let tenants_only = self.tenants_file.is_some()
             && self.client_id.is_none()
             && self.client_secret_file.is_none();
         let (client_id, client_secret) = if self.sandbox {
-            // The embedded sandbox supplies its own upstream and credentials at build time.
+            // The embedded sandbox supplies its own upstream and credentials at build time. Credentials given
+            // anyway are not read, only named in the start-up warning.
+            for (given, setting) in [
+                (self.client_id.is_some(), ID),
+                (
+                    self.client_secret_file.is_some(),
+                    "--client-secret-file / KGEN_CLIENT_SECRET_FILE",
+                ),
+                (secret_env.is_some(), CLIENT_SECRET_ENV),
+            ] {
+                if given {
+                    sandbox_ignores.push(setting);
+                }
+            }
             (String::new(), String::new())
         } else if tenants_only {
             // Every tenant comes from the tenants file; there is no flags' tenant.
@@ -632,6 +739,7 @@ impl GatewayArgs {
         upstream.max_body = self.max_upstream_body;
         upstream.extra_roots = extra_roots;
         upstream.http2_prior_knowledge = self.upstream_http2_prior_knowledge;
+        upstream.max_idle_connections = self.upstream_max_idle_connections;
         upstream.client_secret_file = secret_file;
         let resilience = ResilienceSettings {
             max_attempts: self.upstream_max_attempts,
@@ -648,12 +756,21 @@ impl GatewayArgs {
         };
         let server = ServerSettings {
             max_concurrent_streams: self.max_concurrent_streams,
+            max_concurrent_calls: self.max_concurrent_calls,
             max_request_size: self.max_request_size,
             http2_keepalive_interval: self.http2_keepalive_interval,
             http2_keepalive_timeout: self.http2_keepalive_timeout,
             tcp_keepalive: self.tcp_keepalive,
             max_connection_age: self.max_connection_age,
             max_connection_age_grace: self.max_connection_age_grace,
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            max_connection_idle: self.max_connection_idle,
+            request_limits: RequestLimitSettings {
+                body_timeout: self.request_body_timeout,
+                stream_idle_timeout: self.stream_idle_timeout,
+                max_buffered_bytes: self.max_buffered_request_bytes,
+            },
             tls,
             grpc_web,
         };
@@ -667,6 +784,7 @@ impl GatewayArgs {
             shutdown_grace: self.shutdown_grace,
             log_format: self.log_format,
             sandbox: self.sandbox,
+            sandbox_ignores,
             otlp_endpoint,
             caller_tokens,
             tenants,
@@ -882,6 +1000,36 @@ mod tests {
             .into_settings(None)
             .unwrap_err();
         assert!(err.setting.starts_with("--upstream-timeout"));
+    }
+
+    #[test]
+    fn sandbox_ignores_the_credentials_it_is_given_and_names_them_without_reading_them() {
+        let settings = args(&[
+            "--sandbox",
+            "--client-id",
+            "real-id",
+            "--client-secret-file",
+            "/nonexistent/secret",
+        ])
+        .into_settings(Some("real-secret".into()))
+        .unwrap();
+        assert_eq!(settings.upstream.client_id, "");
+        assert_eq!(settings.upstream.client_secret.expose_secret(), "");
+        assert_eq!(settings.upstream.client_secret_file, None);
+        assert_eq!(
+            settings.sandbox_ignores,
+            [
+                "--client-id / KGEN_CLIENT_ID",
+                "--client-secret-file / KGEN_CLIENT_SECRET_FILE",
+                "KGEN_CLIENT_SECRET"
+            ]
+        );
+        assert!(!format!("{settings:?}").contains("real-secret"));
+        assert!(args(&["--sandbox"])
+            .into_settings(None)
+            .unwrap()
+            .sandbox_ignores
+            .is_empty());
     }
 
     #[test]

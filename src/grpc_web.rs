@@ -1,7 +1,9 @@
 //! gRPC-Web (`--grpc-web`): browsers and edge workers call the same service over HTTP/1.1 or HTTP/2.
 //!
-//! [`GrpcPort`] is the service behind the gRPC port. With gRPC-Web off it is the native stack and nothing else;
-//! a gRPC-Web request is refused with HTTP 415 (tonic itself would decode its body as a gRPC call and serve it).
+//! [`GrpcPort`] is the service behind the gRPC port. With gRPC-Web off it is the native stack and nothing else:
+//! a gRPC-Web request is refused with HTTP 415 (tonic itself would decode its body as a gRPC call and serve it),
+//! and so is any HTTP/1.x request with HTTP 505 (native gRPC needs HTTP/2). Whether gRPC-Web is on or off, an
+//! HTTP/2 request whose content type is not `application/grpc…` gets the HTTP 415 the gRPC protocol prescribes.
 //! With gRPC-Web on, every request goes through CORS (answering preflights, granting the allow-list) and tonic-web
 //! (translating `application/grpc-web[+proto]` and `application/grpc-web-text[+proto]` to gRPC and back, passing
 //! native HTTP/2 gRPC through) before the same native stack, so metrics, request ids, caller authentication,
@@ -63,6 +65,19 @@ pub fn cors_layer(settings: &GrpcWebSettings) -> CorsLayer {
         .max_age(PREFLIGHT_MAX_AGE)
 }
 
+/// True for `application/grpc`, `application/grpc+proto` and the like (with parameters after `;`), in any case;
+/// false for gRPC-Web's types.
+pub fn is_native_grpc(headers: &http::HeaderMap) -> bool {
+    const PREFIX: &[u8] = b"application/grpc";
+    let Some(value) = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes) else {
+        return false;
+    };
+    value
+        .get(..PREFIX.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(PREFIX))
+        && matches!(value.get(PREFIX.len()), None | Some(b'+' | b';'))
+}
+
 /// True for any `application/grpc-web…` content type (`+proto`, `-text`, `-text+proto`, `+json`), in any case.
 pub fn is_grpc_web(headers: &http::HeaderMap) -> bool {
     const PREFIX: &[u8] = b"application/grpc-web";
@@ -117,9 +132,25 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let native = is_native_grpc(request.headers());
+        let http2 = request.version() == http::Version::HTTP_2;
         match self {
-            Self::GrpcOnly(_) if is_grpc_web(request.headers()) => PortFuture::Refused,
+            Self::GrpcOnly(_) if is_grpc_web(request.headers()) => {
+                PortFuture::Refused(Refusal::GrpcWebOff)
+            }
+            Self::GrpcOnly(_) if !http2 => PortFuture::Refused(Refusal::Http1),
+            Self::GrpcOnly(_) if !native => PortFuture::Refused(Refusal::ContentType),
             Self::GrpcOnly(inner) => PortFuture::GrpcOnly(inner.call(request)),
+            // tonic-web translates gRPC-Web, answers CORS preflights and refuses other HTTP/1.x requests; HTTP/2
+            // requests of any other type it would pass on as gRPC.
+            Self::WithGrpcWeb(_)
+                if http2
+                    && !native
+                    && !is_grpc_web(request.headers())
+                    && request.method() != Method::OPTIONS =>
+            {
+                PortFuture::Refused(Refusal::ContentType)
+            }
             Self::WithGrpcWeb(inner) => PortFuture::WithGrpcWeb(inner.call(request)),
         }
     }
@@ -132,8 +163,19 @@ pub enum PortFuture<N, W> {
     GrpcOnly(N),
     /// A call through CORS and tonic-web.
     WithGrpcWeb(W),
-    /// A gRPC-Web request while gRPC-Web is off.
-    Refused,
+    /// A request the port does not serve.
+    Refused(Refusal),
+}
+
+/// Why [`GrpcPort`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A gRPC-Web request while gRPC-Web is off (HTTP 415).
+    GrpcWebOff,
+    /// An HTTP/1.x request while gRPC-Web is off (HTTP 505).
+    Http1,
+    /// A content type that is not gRPC's (HTTP 415).
+    ContentType,
 }
 
 impl<N, W, NB, E> Future for PortFuture<N, W>
@@ -147,17 +189,31 @@ where
         let response = match &mut *self {
             Self::GrpcOnly(future) => ready!(Pin::new(future).poll(cx))?.map(PortBody::Grpc),
             Self::WithGrpcWeb(future) => ready!(Pin::new(future).poll(cx))?.map(PortBody::GrpcWeb),
-            Self::Refused => refused(),
+            Self::Refused(why) => refused(*why),
         };
         Poll::Ready(Ok(response))
     }
 }
 
-/// HTTP 415, as the gRPC protocol asks for an unsupported content type; `grpc-status` UNIMPLEMENTED with a
-/// message for clients that read it.
-fn refused<B>() -> Response<PortBody<B>> {
+/// HTTP 415 (as the gRPC protocol asks for an unsupported content type) or 505; `grpc-status` UNIMPLEMENTED
+/// with a message for clients that read it. The request body is never read.
+fn refused<B>(why: Refusal) -> Response<PortBody<B>> {
+    let (status, message) = match why {
+        Refusal::GrpcWebOff => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "gRPC-Web is not enabled on this gateway (--grpc-web)",
+        ),
+        Refusal::Http1 => (
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "gRPC needs HTTP/2; HTTP/1.1 is served only for gRPC-Web, which is not enabled (--grpc-web)",
+        ),
+        Refusal::ContentType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "this port serves gRPC: the content type must be application/grpc",
+        ),
+    };
     let mut response = Response::new(PortBody::Empty);
-    *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
         HeaderName::from_static("grpc-status"),
@@ -165,8 +221,11 @@ fn refused<B>() -> Response<PortBody<B>> {
     );
     headers.insert(
         HeaderName::from_static("grpc-message"),
-        HeaderValue::from_static("gRPC-Web is not enabled on this gateway (--grpc-web)"),
+        HeaderValue::from_static(message),
     );
+    if why == Refusal::Http1 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
@@ -247,5 +306,33 @@ mod tests {
             assert!(!with(other), "{other}");
         }
         assert!(!is_grpc_web(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn only_grpc_content_types_are_native_grpc() {
+        let with = |content_type: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            is_native_grpc(&headers)
+        };
+        for grpc in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC",
+            "application/grpc;charset=utf-8",
+        ] {
+            assert!(with(grpc), "{grpc}");
+        }
+        for other in [
+            "application/json",
+            "application/grpc-web",
+            "application/grpc-web-text",
+            "application/grpcx",
+            "text/plain",
+            "",
+        ] {
+            assert!(!with(other), "{other}");
+        }
+        assert!(!is_native_grpc(&http::HeaderMap::new()));
     }
 }

@@ -20,6 +20,9 @@
 //! - [`metrics`]: Prometheus metrics and the layer counting every gRPC call; [`correlation`]: `x-request-id`
 //!   and W3C trace context.
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`connections`]: how many client connections each port holds and for how long (limit with eviction of the
+//!   longest-idle, handshake and idle timeouts, calls in flight); [`request_limits`]: what one call's request body
+//!   may hold and for how long (one message for unary methods, body and idle timeouts, the buffer budget).
 //! - [`grpc_web`]: gRPC-Web and its CORS policy in front of the gRPC port (`--grpc-web`), or the refusal of
 //!   gRPC-Web requests when it is off.
 //! - [`tls`]: TLS and mTLS for the gRPC listener; [`auth`]: caller authentication with bearer tokens;
@@ -36,6 +39,7 @@ pub mod auth;
 pub mod batch;
 pub mod breaker;
 pub mod config;
+pub mod connections;
 pub mod correlation;
 pub mod deadline;
 pub mod error;
@@ -43,6 +47,7 @@ pub mod grpc_web;
 pub mod metrics;
 pub mod proto;
 pub mod reload;
+pub mod request_limits;
 pub mod resilience;
 pub mod sandbox;
 pub mod service;

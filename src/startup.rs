@@ -35,12 +35,14 @@ use crate::{
     admin::{self, AdminState},
     auth::CallerAuth,
     config::{expose, parse_secret, ServerSettings, Settings},
+    connections::{self, ConnectionLimit, Greeting, Lifetime, Slot, Tracked},
     correlation::{RequestIdLayer, RequestIdService},
     error::Error,
     grpc_web::GrpcPort,
     metrics::{Metrics, MetricsLayer, MetricsService},
     proto::{self, session_service_server::SessionServiceServer},
     reload,
+    request_limits::{RequestLimits, RequestLimitsLayer},
     sandbox::{self, SandboxConfig, SandboxHandle},
     service::Caller,
     service::SessionGateway,
@@ -48,8 +50,10 @@ use crate::{
     upstream::BuildError,
 };
 
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The HTTP/2 flow-control window of each request stream: request data a stream may send ahead of the gateway.
+const REQUEST_STREAM_WINDOW: u32 = 64 * 1024;
+/// The HTTP/2 flow-control window of each client connection, over all its streams.
+const REQUEST_CONNECTION_WINDOW: u32 = 128 * 1024;
 /// How long cut-off calls get to flush their `UNAVAILABLE` answers once the grace period is over.
 const CUT_OFF_FLUSH: Duration = Duration::from_secs(1);
 
@@ -89,9 +93,9 @@ pub struct Application {
 
 impl Application {
     /// Builds the upstream client (and, with `settings.sandbox`, starts the embedded fake KGeN on an ephemeral
-    /// loopback port and points the gateway at it).
+    /// loopback port and pins every tenant to it, with the sandbox's credentials).
     pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
-        let sandbox = if settings.sandbox {
+        let (sandbox, pin) = if settings.sandbox {
             let config = SandboxConfig::default();
             let handle = sandbox::spawn(config.clone())
                 .await
@@ -100,18 +104,62 @@ impl Application {
                 upstream = %handle.url(),
                 "SANDBOX MODE: calls go to an embedded fake KGeN upstream; every session is FAKE"
             );
-            settings.upstream.url = handle.url();
-            settings.upstream.client_id = config.client_id;
-            settings.upstream.client_secret = expose(&config.client_secret).to_owned().into();
-            Some(handle)
+            // Named, never their values: what the operator set that sandbox mode does not use.
+            let mut ignored = settings.sandbox_ignores.clone();
+            let upstream = &settings.upstream;
+            for (given, setting) in [
+                (
+                    upstream.url.as_str().trim_end_matches('/')
+                        != crate::config::DEFAULT_UPSTREAM_URL,
+                    "--upstream-url / KGEN_UPSTREAM_URL",
+                ),
+                (
+                    !upstream.client_id.is_empty(),
+                    "--client-id / KGEN_CLIENT_ID",
+                ),
+                (
+                    upstream.client_secret_file.is_some(),
+                    "--client-secret-file / KGEN_CLIENT_SECRET_FILE",
+                ),
+                (
+                    !expose(&upstream.client_secret).is_empty(),
+                    "the client secret",
+                ),
+                (
+                    settings.tenants.is_some(),
+                    "--tenants-file tenants' upstream_url, client_id and secrets",
+                ),
+            ] {
+                if given && !ignored.contains(&setting) {
+                    ignored.push(setting);
+                }
+            }
+            if !ignored.is_empty() {
+                tracing::warn!(
+                    ?ignored,
+                    "SANDBOX MODE: these settings are ignored; every tenant calls the embedded sandbox with the sandbox's own credentials"
+                );
+            }
+            // Every tenant, now and on every reload, is built against the sandbox: no call leaves for another
+            // upstream, and no configured secret is sent anywhere.
+            let pin = tenants::UpstreamPin {
+                url: handle.url(),
+                client_id: config.client_id.clone(),
+                client_secret: expose(&config.client_secret).to_owned().into(),
+            };
+            settings.upstream.url = pin.url.clone();
+            settings.upstream.client_id = pin.client_id.clone();
+            settings.upstream.client_secret = expose(&pin.client_secret).to_owned().into();
+            settings.upstream.client_secret_file = None;
+            (Some(handle), Some(pin))
         } else {
-            None
+            (None, None)
         };
-        let tenants = Arc::new(Tenants::new(
-            &settings.upstream,
-            &settings.resilience,
-            settings.tenants.as_ref().map(|(_, config)| config),
-        )?);
+        let file = settings.tenants.as_ref().map(|(_, config)| config);
+        let tenants = Arc::new(match pin {
+            Some(pin) => Tenants::pinned(&settings.upstream, &settings.resilience, file, pin)?,
+            None => Tenants::new(&settings.upstream, &settings.resilience, file)?,
+        });
         if let Some(flag) = tenants.flag_tenant() {
             tracing::info!(upstream = %flag.upstream().endpoint(), "upstream configured");
         }
@@ -231,6 +279,7 @@ impl Application {
             .add_service(reflection().build_v1alpha()?)
             .add_service(sessions)
             .prepare();
+        let routes = RequestLimitsLayer::new(self.server.request_limits).layer(routes);
         let service = MetricsLayer::new(self.metrics.clone()).layer(RequestIdLayer.layer(routes));
         let service = GrpcPort::new(service, self.server.grpc_web.as_ref());
 
@@ -238,12 +287,24 @@ impl Application {
         http.http1().timer(TokioTimer::new());
         http.http2()
             .timer(TokioTimer::new())
+            // Requests are small: these windows bound the unread request data a stalled stream can park here.
+            .initial_stream_window_size(REQUEST_STREAM_WINDOW)
+            .initial_connection_window_size(REQUEST_CONNECTION_WINDOW)
             .max_concurrent_streams(self.server.max_concurrent_streams)
             .keep_alive_interval(self.server.http2_keepalive_interval)
             .keep_alive_timeout(self.server.http2_keepalive_timeout);
         let http = Arc::new(http);
         let drain = CancellationToken::new();
         let tls = self.server.tls.clone().map(TlsAcceptor::from);
+        let open_files = connections::raise_open_files_limit();
+        let limit = ConnectionLimit::with_max_calls(
+            "grpc",
+            self.server
+                .max_connections
+                .unwrap_or_else(|| connections::default_max_connections(open_files)),
+            self.server.max_concurrent_calls,
+            too_many_calls,
+        );
         // The admin endpoints outlive the drain, so probes see /readyz turn 503 while calls finish.
         let admin_stop = CancellationToken::new();
         let mut connections = JoinSet::new();
@@ -265,36 +326,36 @@ impl Application {
         if let Some(grpc_web) = &self.server.grpc_web {
             tracing::info!(allowed_origins = ?grpc_web.allowed_origins, "gRPC-Web enabled (HTTP/1.1 and HTTP/2)");
         }
-        tracing::info!(%addr, "kgen-gateway serving gRPC");
+        tracing::info!(
+            %addr,
+            max_connections = limit.max(),
+            max_concurrent_calls = self.server.max_concurrent_calls,
+            max_concurrent_streams = self.server.max_concurrent_streams,
+            "kgen-gateway serving gRPC"
+        );
 
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
-                        configure_socket(&stream, &self.server);
-                        let lifetime = ConnectionLifetime {
-                            http: http.clone(),
-                            service: TowerToHyperService::new(service.clone()),
-                            max_age: jittered(self.server.max_connection_age),
-                            age_grace: self.server.max_connection_age_grace,
-                            drain: drain.clone(),
-                        };
-                        match tls.clone() {
-                            None => connections.spawn(lifetime.serve(stream)),
-                            Some(acceptor) => connections.spawn(lifetime.serve_tls(acceptor, stream)),
-                        };
-                    }
-                    Err(error) => {
-                        // Out of file descriptors, say: back off instead of spinning.
-                        tracing::warn!(%error, "cannot accept a connection");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
+        let server = &self.server;
+        connections::accept_until(
+            &listener,
+            &limit,
+            &mut connections,
+            shutdown,
+            |stream, slot| {
+                configure_socket(&stream, server);
+                let lifetime = Lifetime {
+                    greet_by: tokio::time::Instant::now() + server.handshake_timeout,
+                    max_idle: server.max_connection_idle,
+                    max_age: Some((
+                        jittered(server.max_connection_age),
+                        server.max_connection_age_grace,
+                    )),
+                    drain: drain.clone(),
+                };
+                let service = TowerToHyperService::new(Tracked::new(service.clone(), &slot));
+                serve_connection(http.clone(), tls.clone(), stream, service, lifetime, slot)
+            },
+        )
+        .await;
 
         tracing::info!(grace = ?self.shutdown_grace, "shutting down: NOT_SERVING, draining in-flight calls");
         set_serving(&health, ServingStatus::NotServing).await;
@@ -331,51 +392,37 @@ async fn all_closed_within(connections: &mut JoinSet<()>, limit: Duration) -> bo
     tokio::time::timeout(limit, all_closed).await.is_ok()
 }
 
-/// Metrics, then request ids, then the routes; gRPC-Web and CORS in front when enabled (see [`GrpcPort`]).
-type GrpcService = GrpcPort<MetricsService<RequestIdService<Routes>>>;
+/// Metrics, then request ids, then the request limits and the routes; gRPC-Web and CORS in front when enabled (see [`GrpcPort`]).
+type GrpcService = GrpcPort<MetricsService<RequestIdService<RequestLimits<Routes>>>>;
 
-/// How long a TLS handshake may take before the connection is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long one client connection lives: until the client closes it, the gateway drains, or it ages out.
-struct ConnectionLifetime {
+/// Serves one client connection (after its TLS handshake, when the port serves TLS) until it ends.
+async fn serve_connection(
     http: Arc<auto::Builder<TokioExecutor>>,
-    service: TowerToHyperService<GrpcService>,
-    max_age: Duration,
-    age_grace: Duration,
-    drain: CancellationToken,
-}
-
-impl ConnectionLifetime {
-    async fn serve_tls(self, acceptor: TlsAcceptor, stream: TcpStream) {
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => self.serve(stream).await,
-            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-            Err(_) => tracing::debug!("TLS handshake timed out"),
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    service: TowerToHyperService<Tracked<GrpcService>>,
+    lifetime: Lifetime,
+    slot: Slot,
+) {
+    match tls {
+        None => {
+            let io = TokioIo::new(Greeting::new(stream, &slot));
+            let connection = http.serve_connection(io, service);
+            lifetime.serve(connection, slot).await;
         }
-    }
-
-    async fn serve<I>(self, io: I)
-    where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let connection = self.http.serve_connection(TokioIo::new(io), self.service);
-        tokio::pin!(connection);
-        let aged_out = tokio::select! {
-            result = connection.as_mut() => return log_connection_end(result),
-            () = self.drain.cancelled() => false,
-            () = tokio::time::sleep(self.max_age) => true,
-        };
-        // GOAWAY: the client opens a new connection (possibly to another replica) for its next calls.
-        connection.as_mut().graceful_shutdown();
-        if aged_out {
-            match tokio::time::timeout(self.age_grace, connection).await {
-                Ok(result) => log_connection_end(result),
-                Err(_) => tracing::debug!("aged-out connection closed after its grace period"),
-            }
-        } else {
-            // Shutdown: `run` bounds this with the shutdown grace period.
-            log_connection_end(connection.await);
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout_at(lifetime.greet_by, acceptor.accept(stream));
+            let stream = tokio::select! {
+                handshake = handshake => match handshake {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                },
+                () = slot.evicted() => return,
+            };
+            let io = TokioIo::new(Greeting::new(stream, &slot));
+            let connection = http.serve_connection(io, service);
+            lifetime.serve(connection, slot).await;
         }
     }
 }
@@ -393,10 +440,14 @@ impl Interceptor for CallerInterceptor {
         let Some(auth) = &self.0 else {
             return Ok(request);
         };
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
+        let header = match request.metadata().get("authorization").map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(header)) => Some(header),
+            Some(Err(_)) => {
+                let error = crate::auth::AuthError::NonAsciiCredentials;
+                return Err(Error::CallerUnauthenticated(error.to_string()).into());
+            }
+        };
         let tokens = auth.current();
         match tokens.authenticate_with_grant(header) {
             Ok((name, grant)) => {
@@ -412,10 +463,9 @@ impl Interceptor for CallerInterceptor {
     }
 }
 
-fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
-    if let Err(error) = result {
-        tracing::debug!(%error, "connection closed with an error");
-    }
+/// The answer to a call past `--max-concurrent-calls`: `RESOURCE_EXHAUSTED` with `RetryInfo`, trailers-only.
+fn too_many_calls() -> http::Response<()> {
+    tonic::Status::from(Error::TooManyCalls).into_http()
 }
 
 /// `TCP_NODELAY` (small gRPC frames must not wait) and TCP keepalive (dead peers are noticed).

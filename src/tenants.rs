@@ -21,6 +21,10 @@
 //! limit or slow upstream cannot starve another. The file is re-read every [`crate::reload::RELOAD_INTERVAL`]
 //! (secret files it names too); tenants whose settings did not change keep their client and breaker, a changed
 //! secret is rotated in place, and a file that no longer parses is logged and ignored.
+//!
+//! In sandbox mode the tenants are [pinned](UpstreamPin): every tenant, the flags' and the file's, at start and on
+//! every reload, is built to call the embedded sandbox with the sandbox's credentials, whatever its own
+//! `upstream_url`, `client_id` and secret say.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -107,6 +111,39 @@ impl fmt::Debug for TenantSpec {
 impl TenantSpec {
     fn secret_digest(&self) -> [u8; 32] {
         Sha256::digest(expose(&self.client_secret).as_bytes()).into()
+    }
+}
+
+/// Where every tenant's calls go and with which credentials, whatever the flags and the tenants file say: the
+/// embedded sandbox in sandbox mode, so that no call (and no real secret) ever leaves for another upstream.
+#[derive(Clone)]
+pub struct UpstreamPin {
+    /// The only upstream base URL any tenant may call.
+    pub url: Url,
+    /// The client id every tenant sends.
+    pub client_id: String,
+    /// The client secret every tenant sends (never printed).
+    pub client_secret: SecretString,
+}
+
+impl fmt::Debug for UpstreamPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamPin")
+            .field("url", &self.url.as_str())
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamPin {
+    /// `spec` with the pinned URL and credentials: only its name is kept.
+    fn pin(&self, spec: &TenantSpec) -> TenantSpec {
+        TenantSpec {
+            name: spec.name.clone(),
+            url: self.url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+        }
     }
 }
 
@@ -312,11 +349,21 @@ impl fmt::Debug for Tenant {
 }
 
 impl Tenant {
+    /// The only way a tenant is made: with a pin, `spec`'s URL and credentials are replaced by the pinned ones.
     fn build(
         spec: &TenantSpec,
         template: &UpstreamSettings,
         resilience: &ResilienceSettings,
+        pin: Option<&UpstreamPin>,
     ) -> Result<Self, BuildError> {
+        let pinned;
+        let spec = match pin {
+            Some(pin) => {
+                pinned = pin.pin(spec);
+                &pinned
+            }
+            None => spec,
+        };
         let mut settings = template.clone();
         settings.url = spec.url.clone();
         settings.client_id = spec.client_id.clone();
@@ -364,6 +411,8 @@ pub struct Tenants {
     flag: Option<Arc<Tenant>>,
     template: UpstreamSettings,
     resilience: ResilienceSettings,
+    /// In sandbox mode: the upstream and credentials of every tenant, whatever the flags and the file say.
+    pin: Option<UpstreamPin>,
 }
 
 impl fmt::Debug for Tenants {
@@ -374,6 +423,7 @@ impl fmt::Debug for Tenants {
         f.debug_struct("Tenants")
             .field("tenants", &names)
             .field("default", &current.default)
+            .field("pin", &self.pin)
             .finish_non_exhaustive()
     }
 }
@@ -406,7 +456,36 @@ impl Tenants {
         resilience: &ResilienceSettings,
         file: Option<&TenantsConfig>,
     ) -> Result<Self, BuildError> {
-        let flag = if flags.client_id.is_empty() {
+        Self::build(flags, resilience, file, None)
+    }
+
+    /// Like [`Tenants::new`], but every tenant, now and after every reload, calls `pin.url` with `pin`'s
+    /// credentials: the URLs and credentials of the flags and the file are not used (their tenant names, the
+    /// default tenant and caller grants are). The flags' tenant always exists.
+    pub fn pinned(
+        flags: &UpstreamSettings,
+        resilience: &ResilienceSettings,
+        file: Option<&TenantsConfig>,
+        pin: UpstreamPin,
+    ) -> Result<Self, BuildError> {
+        Self::build(flags, resilience, file, Some(pin))
+    }
+
+    fn build(
+        flags: &UpstreamSettings,
+        resilience: &ResilienceSettings,
+        file: Option<&TenantsConfig>,
+        pin: Option<UpstreamPin>,
+    ) -> Result<Self, BuildError> {
+        let mut template = flags.clone();
+        if let Some(pin) = &pin {
+            // Also the fallback URL of reloads: nothing of the flags' upstream is kept.
+            template.url = pin.url.clone();
+            template.client_id = pin.client_id.clone();
+            template.client_secret = pin.client_secret.clone();
+            template.client_secret_file = None;
+        }
+        let flag = if flags.client_id.is_empty() && pin.is_none() {
             None
         } else {
             let spec = TenantSpec {
@@ -415,7 +494,12 @@ impl Tenants {
                 client_id: flags.client_id.clone(),
                 client_secret: flags.client_secret.clone(),
             };
-            Some(Arc::new(Tenant::build(&spec, flags, resilience)?))
+            Some(Arc::new(Tenant::build(
+                &spec,
+                &template,
+                resilience,
+                pin.as_ref(),
+            )?))
         };
         let tenants = Self {
             current: ArcSwap::from_pointee(Registry {
@@ -423,8 +507,9 @@ impl Tenants {
                 default: None,
             }),
             flag,
-            template: flags.clone(),
+            template,
             resilience: resilience.clone(),
+            pin,
         };
         let empty = TenantsConfig {
             default_tenant: None,
@@ -439,8 +524,17 @@ impl Tenants {
         self.flag.as_ref()
     }
 
+    /// `spec` as it is built: pinned, in sandbox mode.
+    fn effective<'a>(&self, spec: &'a TenantSpec) -> std::borrow::Cow<'a, TenantSpec> {
+        match &self.pin {
+            Some(pin) => std::borrow::Cow::Owned(pin.pin(spec)),
+            None => std::borrow::Cow::Borrowed(spec),
+        }
+    }
+
     /// Swaps in the tenants of `config`: unchanged tenants keep their client and breaker; a changed secret is
-    /// rotated in place; a changed URL or client id gets a new tenant. The flags' tenant stays.
+    /// rotated in place; a changed URL or client id gets a new tenant. The flags' tenant stays. With a pin, every
+    /// tenant is compared and built pinned (its URL and credentials in `config` are not used).
     pub fn apply(&self, config: TenantsConfig) -> Result<Changes, BuildError> {
         let old = self.current.load_full();
         let mut changes = Changes::default();
@@ -449,6 +543,8 @@ impl Tenants {
             by_name.insert(FLAG_TENANT.to_owned(), flag.clone());
         }
         for spec in &config.tenants {
+            let spec = self.effective(spec);
+            let spec = spec.as_ref();
             let tenant = match old.by_name.get(&spec.name) {
                 Some(existing)
                     if existing.url == spec.url && existing.client_id == spec.client_id =>
@@ -473,11 +569,21 @@ impl Tenants {
                 }
                 Some(_) => {
                     changes.rebuilt.push(spec.name.clone());
-                    Arc::new(Tenant::build(spec, &self.template, &self.resilience)?)
+                    Arc::new(Tenant::build(
+                        spec,
+                        &self.template,
+                        &self.resilience,
+                        self.pin.as_ref(),
+                    )?)
                 }
                 None => {
                     changes.added.push(spec.name.clone());
-                    Arc::new(Tenant::build(spec, &self.template, &self.resilience)?)
+                    Arc::new(Tenant::build(
+                        spec,
+                        &self.template,
+                        &self.resilience,
+                        self.pin.as_ref(),
+                    )?)
                 }
             };
             by_name.insert(spec.name.clone(), tenant);
@@ -640,6 +746,7 @@ fn unchanged(tenants: &Tenants, config: &TenantsConfig) -> bool {
     current.default == default
         && current.by_name.len() == config.tenants.len() + flag
         && config.tenants.iter().all(|spec| {
+            let spec = tenants.effective(spec);
             current.by_name.get(&spec.name).is_some_and(|t| {
                 t.url == spec.url
                     && t.client_id == spec.client_id
@@ -823,6 +930,107 @@ upstream_url = "https://prod.example/base"
             Err(Error::TenantRequired)
         ));
         assert!(no_default.select(Some("a"), None).is_ok());
+    }
+
+    fn sandbox_pin() -> UpstreamPin {
+        UpstreamPin {
+            url: Url::parse("http://127.0.0.1:9/").unwrap(),
+            client_id: "sandbox-client".to_owned(),
+            client_secret: SecretString::from("sandbox-secret".to_owned()),
+        }
+    }
+
+    /// Asserts every tenant in force calls the pin's URL with the pin's credentials.
+    #[track_caller]
+    fn assert_all_pinned(tenants: &Tenants, names: &[&str]) {
+        let pin = sandbox_pin();
+        let pinned_endpoint = Url::parse("http://127.0.0.1:9/s2s/session/").unwrap();
+        let pinned_digest: [u8; 32] = Sha256::digest(b"sandbox-secret").into();
+        let current = tenants.current.load();
+        let mut in_force: Vec<&str> = current.by_name.keys().map(String::as_str).collect();
+        in_force.sort_unstable();
+        assert_eq!(in_force, names);
+        for tenant in current.by_name.values() {
+            assert_eq!(tenant.url, pin.url, "{}", tenant.name);
+            assert_eq!(
+                tenant.upstream.endpoint(),
+                &pinned_endpoint,
+                "{}",
+                tenant.name
+            );
+            assert_eq!(tenant.client_id, pin.client_id, "{}", tenant.name);
+            assert_eq!(tenant.secret_digest, pinned_digest, "{}", tenant.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pin_holds_every_tenant_to_the_sandbox_at_start_and_across_reloads() {
+        // The flags carry real credentials and a real URL; the file's tenants their own URLs and secrets.
+        let flags = UpstreamSettings::new(
+            Url::parse("https://platform.example").unwrap(),
+            "flag-id",
+            "flag-secret",
+        );
+        let tenants = Tenants::pinned(
+            &flags,
+            &ResilienceSettings::default(),
+            Some(&parse(TWO).unwrap()),
+            sandbox_pin(),
+        )
+        .unwrap();
+        assert_all_pinned(&tenants, &["callbreak", "default", "ludo-2"]);
+        assert_eq!(tenants.default_name().as_deref(), Some("callbreak"));
+        let callbreak = tenants.select(Some("callbreak"), None).unwrap();
+
+        // A reload that changes a URL, a client id and a secret, and adds a tenant with its own URL.
+        let mut config = parse(TWO).unwrap();
+        config.tenants[0].client_secret = SecretString::from("rotated".to_owned());
+        config.tenants[0].client_id = "cb-2".to_owned();
+        config.tenants[1].url = Url::parse("https://other.example").unwrap();
+        config.tenants.push(TenantSpec {
+            name: "new".to_owned(),
+            url: Url::parse("https://new.example").unwrap(),
+            client_id: "n".to_owned(),
+            client_secret: SecretString::from("n-secret".to_owned()),
+        });
+        let changes = tenants.apply(config).unwrap();
+        assert_all_pinned(&tenants, &["callbreak", "default", "ludo-2", "new"]);
+        assert_eq!(changes.added, ["new"]);
+        assert!(
+            changes.rebuilt.is_empty() && changes.rotated.is_empty(),
+            "pinned tenants do not change: {changes:?}"
+        );
+        let after = tenants.select(Some("callbreak"), None).unwrap();
+        assert!(Arc::ptr_eq(&callbreak.upstream, &after.upstream));
+        assert!(
+            tenants.template.url == sandbox_pin().url,
+            "reloads fall back to the pin"
+        );
+
+        // A file that would be a change without the pin is, with it, no change at all.
+        let mut config = parse(TWO).unwrap();
+        config.tenants[1].url = Url::parse("https://elsewhere.example").unwrap();
+        config.tenants.push(TenantSpec {
+            name: "new".to_owned(),
+            url: url(),
+            client_id: "other".to_owned(),
+            client_secret: SecretString::from("other".to_owned()),
+        });
+        assert!(unchanged(&tenants, &config));
+        assert!(!format!("{tenants:?}").contains("sandbox-secret"));
+    }
+
+    #[tokio::test]
+    async fn a_pin_makes_the_flags_tenant_even_without_flag_credentials() {
+        let tenants = Tenants::pinned(
+            &UpstreamSettings::new(url(), "", ""),
+            &ResilienceSettings::default(),
+            None,
+            sandbox_pin(),
+        )
+        .unwrap();
+        assert_all_pinned(&tenants, &["default"]);
+        assert_eq!(tenants.default_name().as_deref(), Some("default"));
     }
 
     #[tokio::test]

@@ -111,6 +111,7 @@ impl UpstreamClient {
             .user_agent(USER_AGENT)
             .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(settings.max_idle_connections)
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())

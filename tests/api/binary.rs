@@ -218,3 +218,62 @@ async fn standalone_sandbox_subcommand_serves_http_and_exits_0_on_sigterm() {
     let (code, _) = sandbox.stop().await;
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test]
+async fn sandbox_binary_warns_once_naming_the_ignored_credentials_without_their_values() {
+    let gateway = RunningBinary::gateway(
+        &[
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--upstream-url",
+            "http://127.0.0.1:9",
+            "--worker-threads",
+            "1",
+        ],
+        &[
+            ("KGEN_CLIENT_ID", "real-client-id"),
+            ("KGEN_CLIENT_SECRET", "real-secret-value"),
+        ],
+    )
+    .await;
+    let warnings: Vec<serde_json::Value> = gateway
+        .logs
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["level"] == "WARN" && !event["ignored"].is_null())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", gateway.logs);
+    let ignored = warnings[0]["ignored"].as_str().unwrap_or_default();
+    for setting in [
+        "--upstream-url / KGEN_UPSTREAM_URL",
+        "--client-id / KGEN_CLIENT_ID",
+        "KGEN_CLIENT_SECRET",
+    ] {
+        assert!(ignored.contains(setting), "{setting} not in {ignored}");
+    }
+
+    let mut client = SessionServiceClient::connect(format!("http://{}", gateway.addr))
+        .await
+        .expect("connects");
+    let session = client
+        .create_session(CreateSessionRequest {
+            user_id: "binary-user".into(),
+        })
+        .await
+        .expect("a sandbox session, not a call to 127.0.0.1:9")
+        .into_inner();
+    assert_eq!(session.third_party_client_name, "SANDBOX_SANDBOX_CLIENT");
+
+    let (code, logs) = gateway.stop().await;
+    assert_eq!(code, Some(0));
+    assert!(
+        logs.iter()
+            .all(|l| !l.contains("real-secret-value") && !l.contains("real-client-id")),
+        "values never logged"
+    );
+}

@@ -389,3 +389,71 @@ where
     }
     false
 }
+
+/// The ways an upstream might quote a secret so that a plain search for it fails: split by a NUL, upper-cased,
+/// split by a line break, split by an escape character, and split by a NUL and upper-cased.
+pub fn disguised_secrets(secret: &str) -> Vec<String> {
+    let (head, tail) = secret.split_at(secret.len() / 2);
+    vec![
+        format!("{head}\u{0}{tail}"),
+        secret.to_ascii_uppercase(),
+        format!("{head}\r\n{tail}"),
+        format!("{head}\u{1b}{tail}"),
+        format!("{head}\u{0}{tail}").to_ascii_uppercase(),
+    ]
+}
+
+/// A KGeN stand-in that rejects every call with HTTP 400, its JSON `message` quoting the `x-client-secret` the
+/// call was sent with in every way of [`disguised_secrets`].
+pub async fn secret_echoing_upstream() -> MockServer {
+    let mock = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(|request: &wiremock::Request| {
+            let secret = request
+                .headers
+                .get("x-client-secret")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let quoted = disguised_secrets(secret).join(" or ");
+            wiremock::ResponseTemplate::new(400).set_body_json(serde_json::json!({
+                "message": format!("client secret {quoted} rejected")
+            }))
+        })
+        .mount(&mock)
+        .await;
+    mock
+}
+
+/// Asserts that `secret` appears nowhere in what the caller got: `grpc-message`, nor `grpc-status-details-bin`
+/// (the `google.rpc.Status` it encodes: message and every detail, `ErrorInfo` metadata included), ASCII case and
+/// spaces ignored.
+#[track_caller]
+pub fn assert_secret_absent(status: &Status, secret: &str) {
+    use prost::Message as _;
+    let squeezed = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && !c.is_control())
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    let secret = squeezed(secret);
+    assert!(
+        !squeezed(status.message()).contains(&secret),
+        "secret in grpc-message: {:?}",
+        status.message()
+    );
+    let raw = squeezed(&String::from_utf8_lossy(status.details()));
+    assert!(!raw.contains(&secret), "secret in grpc-status-details-bin");
+    let decoded =
+        tonic_types::Status::decode(status.details()).expect("details are a google.rpc.Status");
+    assert!(!squeezed(&decoded.message).contains(&secret), "{decoded:?}");
+    let details = status.check_error_details().expect("details decode");
+    assert!(
+        !squeezed(&format!("{details:?}")).contains(&secret),
+        "{details:?}"
+    );
+    let info = details.error_info().expect("ErrorInfo");
+    for (key, value) in &info.metadata {
+        assert!(!squeezed(key).contains(&secret) && !squeezed(value).contains(&secret));
+    }
+}

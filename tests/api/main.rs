@@ -7,6 +7,7 @@ mod deadlines;
 mod fault_upstream;
 mod faults;
 mod grpc_web;
+mod hardening;
 mod helpers;
 mod introspection;
 mod limits;

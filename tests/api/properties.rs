@@ -1,6 +1,8 @@
-//! Property tests of the two functions the fuzz targets cover (`fuzz/`), run briefly on every `cargo test`.
+//! Property tests of the two functions the fuzz targets cover (`fuzz/`) and of the client secret scrub, run
+//! briefly on every `cargo test`.
 
 use kgen_gateway::{
+    error::{sanitize_upstream_message, MAX_UPSTREAM_MESSAGE_CHARS},
     proto::CreateSessionResponse,
     service::validate_user_id,
     upstream::{parse_go_time, Session},
@@ -29,6 +31,63 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
                 .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// Characters that may hide a secret from a plain search: C0 and C1 controls, DEL, white space of every kind,
+/// invisible formatting characters.
+fn splitter() -> impl Strategy<Value = char> {
+    prop_oneof![
+        (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap_or('\0')),
+        (0x7fu32..0xa0).prop_map(|c| char::from_u32(c).unwrap_or('\0')),
+        prop::sample::select(vec![
+            ' ', '\u{a0}', '\u{2028}', '\u{2029}', '\u{3000}', '\u{200b}', '\u{200d}', '\u{202e}',
+            '\u{2066}', '\u{feff}', '\u{ad}',
+        ]),
+    ]
+}
+
+/// Text around the secret: anything, with control characters and brackets (the marker's) common.
+fn surrounding_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => any::<char>(),
+            2 => splitter(),
+            2 => prop::sample::select(vec!['[', ']', 'd', 'r', 'e', 'a', 'c', 't']),
+            4 => (0x20u8..0x7f).prop_map(char::from),
+        ],
+        0..300,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
+}
+
+/// A secret as configuration accepts it: 1-40 printable ASCII characters, no space at either end.
+fn secret() -> impl Strategy<Value = String> {
+    "[!-~]|[!-~][ -~]{0,38}[!-~]"
+}
+
+/// `secret` as an upstream might disguise it: some letters' case flipped, runs of `splitter` characters
+/// inserted between its characters.
+fn disguised(secret: &str, flips: &[bool], inserts: &[(usize, String)]) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    let mut out = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        if i > 0 {
+            for (_, run) in inserts.iter().filter(|(at, _)| at % chars.len() == i) {
+                out.push_str(run);
+            }
+        }
+        let flip = flips.get(i).copied().unwrap_or(false);
+        out.push(if flip {
+            if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        } else {
+            *c
+        });
+    }
+    out
 }
 
 const FIELDS: &[&str] = &[
@@ -106,6 +165,49 @@ proptest! {
         if let Some(ts) = parse_go_time(&raw) {
             prop_assert!((0..1_000_000_000).contains(&ts.nanos), "{raw} -> {ts:?}");
         }
+    }
+
+    #[test]
+    fn a_sanitized_upstream_message_never_contains_the_secret_however_it_was_split(
+        secret in secret(),
+        before in surrounding_text(),
+        after in surrounding_text(),
+        flips in prop::collection::vec(any::<bool>(), 40),
+        inserts in prop::collection::vec((1usize..40, prop::collection::vec(splitter(), 1..4)), 0..6),
+        copies in 1usize..3,
+    ) {
+        let inserts: Vec<(usize, String)> =
+            inserts.into_iter().map(|(at, run)| (at, run.into_iter().collect())).collect();
+        let disguise = disguised(&secret, &flips, &inserts);
+        let raw = format!("{before}{}{after}", vec![disguise.as_str(); copies].join(" "));
+
+        let clean = sanitize_upstream_message(&raw, &secret);
+
+        let lower = clean.to_ascii_lowercase();
+        prop_assert!(!lower.contains(&secret.to_ascii_lowercase()), "{secret:?} in {clean:?} (from {raw:?})");
+        let squeezed = |s: &str| s.replace(' ', "").to_ascii_lowercase();
+        prop_assert!(
+            !squeezed(&clean).contains(&squeezed(&secret)),
+            "{secret:?} with spaces in {clean:?} (from {raw:?})"
+        );
+        prop_assert!(!clean.chars().any(char::is_control), "{clean:?}");
+        prop_assert!(clean.chars().count() <= MAX_UPSTREAM_MESSAGE_CHARS);
+        prop_assert_eq!(clean.trim(), clean.as_str());
+    }
+
+    #[test]
+    fn a_message_that_cannot_contain_the_secret_is_only_cleaned_and_cut(
+        secret in "[a-z]{1,40}",
+        raw in "[0-9 .,:!?\t\r\n\x00-\x08\x7f]{0,400}",
+    ) {
+        let clean = sanitize_upstream_message(&raw, &secret);
+        let words: Vec<String> = raw
+            .split_whitespace()
+            .map(|w| w.chars().filter(|c| !c.is_control()).collect::<String>())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let expected: String = words.join(" ").chars().take(MAX_UPSTREAM_MESSAGE_CHARS).collect();
+        prop_assert_eq!(clean, expected.trim_end());
     }
 
     #[test]

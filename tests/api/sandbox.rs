@@ -4,11 +4,17 @@ use std::time::Duration;
 
 use kgen_gateway::{
     config::Settings,
+    proto::{CreateSessionRequest, CreateSessionResponse},
     sandbox::{self, SandboxConfig},
 };
-use tonic::Code;
+use serde_json::json;
+use tonic::{Code, Request, Status};
+use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{assert_status, settings_for, single_attempt, upstream_status_of, TestApp};
+use crate::helpers::{
+    assert_status, settings_for, settings_from, single_attempt, upstream_status_of, within_5s,
+    Scratch, TestApp, CLIENT_ID,
+};
 
 async fn sandboxed() -> TestApp {
     let mut settings: Settings = settings_for("http://unused.invalid");
@@ -187,4 +193,140 @@ async fn standalone_sandbox_speaks_http1_and_h2c() {
             "all 30 documented fields"
         );
     }
+}
+
+/// A stand-in for a real upstream that would answer every call: a call reaching it would not fail, it would get
+/// the wrong session.
+async fn real_upstream() -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "session_id": "from-a-real-upstream" })),
+        )
+        .mount(&mock)
+        .await;
+    mock
+}
+
+async fn call_as(
+    app: &TestApp,
+    tenant: Option<&str>,
+    token: Option<&str>,
+) -> Result<CreateSessionResponse, Status> {
+    let mut request = Request::new(CreateSessionRequest {
+        user_id: "player-1".into(),
+    });
+    if let Some(tenant) = tenant {
+        request
+            .metadata_mut()
+            .insert("x-kgen-tenant", tenant.parse().expect("ASCII"));
+    }
+    if let Some(token) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ASCII"),
+        );
+    }
+    app.client
+        .clone()
+        .create_session(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[track_caller]
+fn assert_sandbox_session(result: Result<CreateSessionResponse, Status>, tenant: Option<&str>) {
+    let session = result.unwrap_or_else(|status| panic!("{tenant:?}: {status:?}"));
+    assert_eq!(
+        session.third_party_client_name, "SANDBOX_SANDBOX_CLIENT",
+        "{tenant:?} got a session of the sandbox, with the sandbox's client id: {session:?}"
+    );
+}
+
+#[tokio::test]
+async fn in_sandbox_mode_every_tenant_calls_the_sandbox_from_the_first_call_and_no_other_upstream_ever(
+) {
+    let fallback = real_upstream().await; // --upstream-url: where tenants without upstream_url would go
+    let explicit = real_upstream().await; // a tenant's own upstream_url
+    let scratch = Scratch::new("sandbox-tenants");
+    scratch.write("alpha.secret", "alpha-real-secret\n");
+    scratch.write("beta.secret", "beta-real-secret\n");
+    let tenants = |extra: &str| {
+        format!(
+            "default_tenant = \"beta\"\n\
+             [tenants.alpha]\nclient_id = \"alpha-id\"\nclient_secret_file = \"alpha.secret\"\n\
+             [tenants.beta]\nclient_id = \"beta-id\"\nclient_secret_file = \"beta.secret\"\n\
+             upstream_url = \"{}\"\n{extra}",
+            explicit.uri()
+        )
+    };
+    let file = scratch.write("tenants.toml", &tenants(""));
+    let callers = scratch.write(
+        "callers",
+        "alpha-svc:tok-alpha tenants=alpha\nops:tok-ops tenants=*\n",
+    );
+    // Real-looking credentials in the flags and the environment (settings_from sets KGEN_CLIENT_SECRET's value).
+    let settings = settings_from(&[
+        "--sandbox",
+        "--upstream-url",
+        &fallback.uri(),
+        "--client-id",
+        CLIENT_ID,
+        "--tenants-file",
+        file.to_str().unwrap(),
+        "--caller-tokens-file",
+        callers.to_str().unwrap(),
+    ]);
+    let app = TestApp::spawn(settings).await;
+
+    // The very first calls, before any reload of the file could have re-pointed anything.
+    for tenant in ["alpha", "beta", "default"] {
+        assert_sandbox_session(
+            call_as(&app, Some(tenant), Some("tok-ops")).await,
+            Some(tenant),
+        );
+    }
+    // Tenant names, the default tenant and grants still work.
+    assert_sandbox_session(call_as(&app, None, Some("tok-ops")).await, None);
+    assert_sandbox_session(call_as(&app, None, Some("tok-alpha")).await, Some("alpha"));
+    let denied = call_as(&app, Some("beta"), Some("tok-alpha"))
+        .await
+        .expect_err("not granted");
+    assert_status(&denied, Code::PermissionDenied, "TENANT_NOT_ALLOWED");
+    let unknown = call_as(&app, Some("gamma"), Some("tok-ops"))
+        .await
+        .expect_err("not listed");
+    assert_status(&unknown, Code::PermissionDenied, "TENANT_NOT_ALLOWED");
+
+    // A reload that adds a tenant with its own upstream_url: it calls the sandbox too.
+    scratch.write(
+        "tenants.toml",
+        &tenants(&format!(
+            "[tenants.gamma]\nclient_id = \"gamma-id\"\nclient_secret_file = \"alpha.secret\"\n\
+             upstream_url = \"{}\"\n",
+            explicit.uri()
+        )),
+    );
+    assert!(
+        within_5s(|| async { call_as(&app, Some("gamma"), Some("tok-ops")).await.is_ok() }).await,
+        "the added tenant is served within 5 s"
+    );
+    for tenant in ["gamma", "alpha", "beta"] {
+        assert_sandbox_session(
+            call_as(&app, Some(tenant), Some("tok-ops")).await,
+            Some(tenant),
+        );
+    }
+
+    assert_eq!(
+        fallback.received_requests().await.unwrap_or_default().len(),
+        0,
+        "nothing went to --upstream-url"
+    );
+    assert_eq!(
+        explicit.received_requests().await.unwrap_or_default().len(),
+        0,
+        "nothing went to a tenant's upstream_url"
+    );
 }

@@ -7,7 +7,8 @@ use tonic::Code;
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{
-    assert_status, settings_for, single_attempt, upstream_status_of, TestApp, CLIENT_SECRET,
+    assert_secret_absent, assert_status, secret_echoing_upstream, settings_for, single_attempt,
+    upstream_status_of, TestApp, CLIENT_SECRET,
 };
 
 async fn answer(mock: &MockServer, response: ResponseTemplate) {
@@ -201,6 +202,25 @@ async fn upstream_messages_are_cut_to_one_clean_line_without_the_secret() {
         "{} chars",
         quoted.chars().count()
     );
+}
+
+#[tokio::test]
+async fn the_client_secret_split_by_control_characters_or_upper_cased_never_reaches_the_caller() {
+    let mock = secret_echoing_upstream().await;
+    let app = TestApp::with_upstream(&mock).await;
+
+    let status = app.create_session("FTC_User1").await.expect_err("rejected");
+
+    assert_status(&status, Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST");
+    assert_secret_absent(&status, CLIENT_SECRET);
+    assert_eq!(
+        status.message(),
+        "KGeN answered HTTP 400: client secret [redacted] or [redacted] or [redacted] or [redacted] or \
+         [redacted] rejected",
+        "every disguise scrubbed, the rest of the message kept"
+    );
+    let requests = mock.received_requests().await.unwrap_or_default();
+    assert_eq!(requests[0].headers["x-client-secret"], CLIENT_SECRET);
 }
 
 #[tokio::test]

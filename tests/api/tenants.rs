@@ -12,8 +12,8 @@ use wiremock::{
 };
 
 use crate::helpers::{
-    assert_status, settings_from, until_upstream_called, within_5s, Scratch, TestApp, CLIENT_ID,
-    CLIENT_SECRET,
+    assert_secret_absent, assert_status, secret_echoing_upstream, settings_from,
+    until_upstream_called, within_5s, Scratch, TestApp, CLIENT_ID, CLIENT_SECRET,
 };
 
 /// A KGeN stand-in that creates a session (with `session_id` telling who it was for) only for the credentials
@@ -490,4 +490,79 @@ async fn reloading_the_tenants_file_adds_tenants_and_rotates_secrets_within_5s()
         call(&app, Some("alpha"), None).await.unwrap().session_id,
         "via-alpha-2"
     );
+}
+
+/// Calls as `tenant` against [`secret_echoing_upstream`]: the status and the secret the upstream was sent.
+async fn rejected(app: &TestApp, echo: &MockServer, tenant: Option<&str>) -> (Status, String) {
+    let status = call(app, tenant, None).await.expect_err("the echo rejects");
+    let requests = echo.received_requests().await.unwrap_or_default();
+    let sent = requests
+        .last()
+        .and_then(|r| r.headers.get("x-client-secret"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, sent)
+}
+
+#[tokio::test]
+async fn every_tenants_own_current_secret_is_scrubbed_from_upstream_messages_however_disguised() {
+    let echo = secret_echoing_upstream().await;
+    let scratch = Scratch::new("scrub");
+    let flag_secret = scratch.write("flag.secret", "flag-Secret-one\n");
+    scratch.write("alpha.secret", "alpha-Secret-one\n");
+    scratch.write("beta.secret", "beta-Secret-one\n");
+    let file = scratch.write(
+        "tenants.toml",
+        &tenants_toml(
+            None,
+            &[
+                ("alpha", "alpha-id", "alpha.secret", &echo.uri()),
+                ("beta", "beta-id", "beta.secret", &echo.uri()),
+            ],
+        ),
+    );
+    let settings = settings_from(&[
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &echo.uri(),
+        "--client-secret-file",
+        flag_secret.to_str().unwrap(),
+        "--tenants-file",
+        file.to_str().unwrap(),
+    ]);
+    let app = TestApp::spawn(settings).await;
+    let all_redacted =
+        "KGeN answered HTTP 400: client secret [redacted] or [redacted] or [redacted] or \
+                        [redacted] or [redacted] rejected";
+
+    for (tenant, secret) in [
+        (None, "flag-Secret-one"),
+        (Some("alpha"), "alpha-Secret-one"),
+        (Some("beta"), "beta-Secret-one"),
+    ] {
+        let (status, sent) = rejected(&app, &echo, tenant).await;
+        assert_eq!(sent, secret, "{tenant:?} calls with its own secret");
+        assert_status(&status, Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST");
+        assert_secret_absent(&status, secret);
+        assert_eq!(status.message(), all_redacted, "{tenant:?}");
+    }
+
+    // Rotated secrets (a tenant's secret file, the flags' secret file): the new one is scrubbed.
+    scratch.write("alpha.secret", "alpha-Secret-two\n");
+    scratch.write("flag.secret", "flag-Secret-two\n");
+    for (tenant, secret) in [
+        (Some("alpha"), "alpha-Secret-two"),
+        (None, "flag-Secret-two"),
+    ] {
+        assert!(
+            within_5s(|| async { rejected(&app, &echo, tenant).await.1 == secret }).await,
+            "{tenant:?} rotates to {secret} within 5 s"
+        );
+        let (status, sent) = rejected(&app, &echo, tenant).await;
+        assert_eq!(sent, secret);
+        assert_secret_absent(&status, secret);
+        assert_eq!(status.message(), all_redacted, "{tenant:?}");
+    }
 }
