@@ -217,7 +217,7 @@ async fn answer(call: Arc<Call>, user_id: String) -> Outcome {
         .instrument(span.clone())
         .await;
     let result = match result {
-        Ok(session) => create_sessions_response::Result::Session(session),
+        Ok(created) => create_sessions_response::Result::Session(created.session),
         // Errors of the whole RPC, not of this item: the call's deadline and the shutdown cut-off.
         Err(CallError {
             error: Error::DeadlineExceeded,

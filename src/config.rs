@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     auth::CallerAuth, breaker::BreakerSettings, request_limits::RequestLimitSettings,
-    tenants::TenantsConfig,
+    retry_policy::RetryOn, tenants::TenantsConfig,
 };
 
 /// The upstream KGeN uses when nothing else is configured: KGeN's staging platform.
@@ -108,6 +108,11 @@ pub struct GatewayArgs {
     /// Most attempts per call, retries included (1 disables retries).
     #[arg(long, env = "KGEN_UPSTREAM_MAX_ATTEMPTS", default_value_t = 3)]
     pub upstream_max_attempts: u32,
+    /// Failed attempts that are retried: comma-separated `connect-failure`, `refused-stream`, `reset`, `5xx`,
+    /// status codes, or `none`. The default retries only what KGeN provably did not act on; `reset`, `5xx`,
+    /// `409`… may retry a request KGeN already acted on (a second session, `is_new_user` false for a new player).
+    #[arg(long, env = "KGEN_RETRY_ON", default_value = crate::retry_policy::DEFAULT_RETRY_ON, value_parser = RetryOn::parse)]
+    pub retry_on: RetryOn,
     /// Retries allowed as a percentage of recent first attempts (over a 10 s window).
     #[arg(long, env = "KGEN_RETRY_BUDGET_PERCENT", default_value_t = 20.0)]
     pub retry_budget_percent: f32,
@@ -316,6 +321,8 @@ pub struct ResilienceSettings {
     pub queue_timeout: Duration,
     /// The circuit breaker.
     pub breaker: BreakerSettings,
+    /// Which failed attempts are retried.
+    pub retry_on: RetryOn,
 }
 
 impl Default for ResilienceSettings {
@@ -327,6 +334,7 @@ impl Default for ResilienceSettings {
             max_concurrent_upstream: 1024,
             queue_timeout: Duration::from_millis(100),
             breaker: BreakerSettings::default(),
+            retry_on: RetryOn::default(),
         }
     }
 }
@@ -753,6 +761,7 @@ impl GatewayArgs {
                 cool_down: self.breaker_cool_down,
                 probes: self.breaker_probes,
             },
+            retry_on: self.retry_on,
         };
         let server = ServerSettings {
             max_concurrent_streams: self.max_concurrent_streams,

@@ -29,8 +29,13 @@ pub enum Error {
     #[error("KGeN did not answer within the upstream timeout of {0:?}")]
     UpstreamTimeout(Duration),
     /// No HTTP response: connection refused, DNS failure, reset before or while the response arrived.
-    #[error("KGeN could not be reached: {0}")]
-    Unreachable(String),
+    #[error("KGeN could not be reached: {cause}")]
+    Unreachable {
+        /// The innermost cause, e.g. "Connection refused (os error 111)".
+        cause: String,
+        /// Whether KGeN may have received the request.
+        delivery: Delivery,
+    },
     /// The TLS handshake failed or KGeN's certificate was not trusted.
     #[error("TLS with KGeN failed: {0}")]
     Tls(String),
@@ -90,6 +95,18 @@ pub enum Error {
     RequestBuffersFull,
 }
 
+/// How far a request that got no answer went: what decides whether retrying it may create a second session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// No connection was made (refused, DNS, a connect timeout): the request was never written.
+    NotSent,
+    /// KGeN refused the HTTP/2 stream (`REFUSED_STREAM`, or a GOAWAY excluding it): it did not process it.
+    Refused,
+    /// The connection failed after the request may have been written (a reset, an early close), or while the
+    /// answer was read: KGeN may have acted on it.
+    MaybeSent,
+}
+
 /// A non-2xx answer from KGeN, reduced to what the caller may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamStatus {
@@ -117,7 +134,7 @@ impl Error {
             Error::InvalidUserId(_) => (Code::InvalidArgument, "INVALID_USER_ID", Caller),
             Error::DeadlineExceeded => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED", Caller),
             Error::UpstreamTimeout(_) => (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT", Upstream),
-            Error::Unreachable(_) => (Code::Unavailable, "UPSTREAM_UNREACHABLE", Upstream),
+            Error::Unreachable { .. } => (Code::Unavailable, "UPSTREAM_UNREACHABLE", Upstream),
             Error::Tls(_) => (Code::Unavailable, "UPSTREAM_TLS_ERROR", Operator),
             Error::ShuttingDown => (Code::Unavailable, "GATEWAY_SHUTTING_DOWN", Upstream),
             Error::CallerUnauthenticated(_) => {
@@ -158,16 +175,6 @@ impl Error {
         }
     }
 
-    /// Whether another attempt may succeed (the call is "create or retrieve", so repeating it is safe):
-    /// unreachable, 500, 502–504, 408, 409 and 429. Never TLS failures or other 4xx/5xx.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::Unreachable(_) => true,
-            Error::Status(status) => matches!(status.code, 408 | 409 | 429 | 500 | 502 | 503 | 504),
-            _ => false,
-        }
-    }
-
     /// When KGeN said to retry (`Retry-After`), if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -179,7 +186,7 @@ impl Error {
     /// Whether this outcome says KGeN itself is failing (for the circuit breaker): unreachable, 5xx, timeouts.
     pub fn is_upstream_failure(&self) -> bool {
         match self {
-            Error::Unreachable(_) | Error::UpstreamTimeout(_) => true,
+            Error::Unreachable { .. } | Error::UpstreamTimeout(_) => true,
             Error::Status(status) => status.code >= 500,
             _ => false,
         }
@@ -396,17 +403,19 @@ fn find_secret(text: &[char], key: &[char], from: usize) -> Option<(usize, usize
     })
 }
 
+/// A bare upstream status, for tests across the crate.
+#[cfg(test)]
+pub(crate) fn status(code: u16) -> Error {
+    Error::Status(UpstreamStatus {
+        code,
+        message: String::new(),
+        retry_after: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn status(code: u16) -> Error {
-        Error::Status(UpstreamStatus {
-            code,
-            message: String::new(),
-            retry_after: None,
-        })
-    }
 
     #[test]
     fn every_upstream_status_maps_to_its_row() {
@@ -461,7 +470,10 @@ mod tests {
                 "UPSTREAM_TIMEOUT",
             ),
             (
-                Error::Unreachable("refused".into()),
+                Error::Unreachable {
+                    cause: "refused".into(),
+                    delivery: Delivery::NotSent,
+                },
                 Code::Unavailable,
                 "UPSTREAM_UNREACHABLE",
             ),
@@ -530,20 +542,6 @@ mod tests {
             .cloned()
             .expect("RetryInfo");
         assert_eq!(retry.retry_delay, Some(Duration::from_secs(2)));
-    }
-
-    #[test]
-    fn retry_policy_follows_the_table() {
-        for code in [408, 409, 429, 500, 502, 503, 504] {
-            assert!(status(code).is_retryable(), "HTTP {code}");
-        }
-        for code in [400, 401, 403, 404, 422, 501, 505, 302] {
-            assert!(!status(code).is_retryable(), "HTTP {code}");
-        }
-        assert!(Error::Unreachable("refused".into()).is_retryable());
-        assert!(!Error::Tls("bad cert".into()).is_retryable());
-        assert!(!Error::UpstreamTimeout(Duration::from_secs(5)).is_retryable());
-        assert!(!Error::BadResponse("html".into()).is_retryable());
     }
 
     #[test]

@@ -43,12 +43,13 @@ pub const ALLOWED_HEADERS: [HeaderName; 9] = [
 ];
 
 /// Response headers a browser page may read: the status (sent as headers in trailers-only answers) with its
-/// details, and the request id.
-pub const EXPOSED_HEADERS: [HeaderName; 4] = [
+/// details, the request id, and the mark of a session created after an ambiguous retry.
+pub const EXPOSED_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("grpc-status"),
     HeaderName::from_static("grpc-message"),
     HeaderName::from_static("grpc-status-details-bin"),
     HeaderName::from_static("x-request-id"),
+    HeaderName::from_static(crate::service::RETRIED_AFTER_AMBIGUOUS),
 ];
 
 /// The CORS policy of gRPC-Web calls: `POST` only, the headers above, the configured origins, never credentials.

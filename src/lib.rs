@@ -14,8 +14,9 @@
 //! - [`batch`]: the batch RPCs, `CreateSessions` (a stream) and `CreateSessionBatch` (unary): each item is a
 //!   [`service`] call, at most `--batch-concurrency` at a time, under the caller's deadline and flow control.
 //! - [`deadline`]: reads the caller's `grpc-timeout`.
-//! - [`resilience`]: the concurrency limit with its short queue, retries under a budget; [`breaker`]: the circuit
-//!   breaker.
+//! - [`resilience`]: the concurrency limit with its short queue, retries under a budget; [`retry_policy`]: which
+//!   outcomes are retried (`--retry-on`: by default only those KGeN provably did not act on); [`breaker`]: the
+//!   circuit breaker.
 //! - [`upstream`]: the one KGeN HTTP client and its lenient wire model.
 //! - [`metrics`]: Prometheus metrics and the layer counting every gRPC call; [`correlation`]: `x-request-id`
 //!   and W3C trace context.
@@ -49,6 +50,7 @@ pub mod proto;
 pub mod reload;
 pub mod request_limits;
 pub mod resilience;
+pub mod retry_policy;
 pub mod sandbox;
 pub mod service;
 pub mod startup;

@@ -93,6 +93,7 @@ pub struct Metrics {
     upstream_responses: Family<StatusLabels, Counter>,
     upstream_seconds: Histogram,
     upstream_retries: Counter,
+    created_after_ambiguous_retry: Family<TenantLabels, Counter>,
     upstream_in_flight: Gauge,
     breaker_state: Gauge,
     caller_calls: Family<CallerLabels, Counter>,
@@ -119,6 +120,7 @@ impl Metrics {
         let upstream_responses = Family::<StatusLabels, Counter>::default();
         let upstream_seconds = Histogram::new(UPSTREAM_BUCKETS);
         let upstream_retries = Counter::default();
+        let created_after_ambiguous_retry = Family::<TenantLabels, Counter>::default();
         let upstream_in_flight = Gauge::default();
         let breaker_state = Gauge::default();
         let caller_calls = Family::<CallerLabels, Counter>::default();
@@ -162,6 +164,12 @@ impl Metrics {
             "kgen_upstream_retries",
             "Upstream retries made",
             upstream_retries.clone(),
+        );
+        registry.register(
+            "kgen_sessions_after_ambiguous_retry",
+            "Sessions created after retrying an outcome KGeN may have acted on (--retry-on with 5xx, reset…): \
+             is_new_user may be false for a new player",
+            created_after_ambiguous_retry.clone(),
         );
         registry.register(
             "kgen_upstream_in_flight",
@@ -211,6 +219,7 @@ impl Metrics {
             upstream_responses,
             upstream_seconds,
             upstream_retries,
+            created_after_ambiguous_retry,
             upstream_in_flight,
             breaker_state,
             caller_calls,
@@ -261,6 +270,15 @@ impl Metrics {
     /// Records one retry.
     pub fn upstream_retry(&self) {
         self.upstream_retries.inc();
+    }
+
+    /// Counts a session of `tenant` created after retrying an outcome KGeN may have acted on.
+    pub fn created_after_ambiguous_retry(&self, tenant: &str) {
+        self.created_after_ambiguous_retry
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition, with the gauges read at scrape time from each tenant's (name, upstream

@@ -10,7 +10,12 @@ use tokio::{
 };
 use tower::retry::budget::{Budget, TpsBudget};
 
-use crate::{breaker::CircuitBreaker, config::ResilienceSettings, error::Error};
+use crate::{
+    breaker::CircuitBreaker,
+    config::ResilienceSettings,
+    error::Error,
+    retry_policy::{Ambiguous, RetryOn, Verdict},
+};
 
 /// First backoff step; step `n` waits a random time in `[0, min(MAX_BACKOFF, BASE_BACKOFF * 2^(n-1))]`.
 pub const BASE_BACKOFF: Duration = Duration::from_millis(50);
@@ -26,6 +31,7 @@ pub const OVERLOADED_RETRY_IN: Duration = Duration::from_millis(500);
 /// Shared by every call to one upstream.
 pub struct Resilience {
     max_attempts: u32,
+    retry_on: RetryOn,
     budget: TpsBudget,
     limiter: Arc<Semaphore>,
     max_concurrent: usize,
@@ -38,6 +44,7 @@ impl std::fmt::Debug for Resilience {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resilience")
             .field("max_attempts", &self.max_attempts)
+            .field("retry_on", &format_args!("{}", self.retry_on))
             .field("max_concurrent", &self.max_concurrent)
             .field("in_flight", &self.in_flight())
             .field("breaker", &self.breaker.state())
@@ -48,8 +55,14 @@ impl std::fmt::Debug for Resilience {
 /// What to do after a failed attempt.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Wait this long, then try again.
-    RetryAfter(Duration),
+    /// Wait `delay`, then try again; `ambiguous` when KGeN may have acted on the failed attempt (only when the
+    /// retry policy includes such outcomes).
+    RetryAfter {
+        /// How long to wait.
+        delay: Duration,
+        /// The outcome retried although KGeN may have acted on it.
+        ambiguous: Option<Ambiguous>,
+    },
     /// Give up and return the failure.
     GiveUp(&'static str),
 }
@@ -59,6 +72,7 @@ impl Resilience {
     pub fn new(settings: &ResilienceSettings) -> Self {
         Self {
             max_attempts: settings.max_attempts.max(1),
+            retry_on: settings.retry_on.clone(),
             // Validated ranges (config.rs) keep TpsBudget's assertions satisfied.
             budget: TpsBudget::new(
                 BUDGET_TTL,
@@ -111,9 +125,11 @@ impl Resilience {
         if attempt >= self.max_attempts {
             return Next::GiveUp("attempts exhausted");
         }
-        if !error.is_retryable() {
-            return Next::GiveUp("not retryable");
-        }
+        let ambiguous = match self.retry_on.verdict(error) {
+            Verdict::Final => return Next::GiveUp("not retried (--retry-on)"),
+            Verdict::RetrySafe => None,
+            Verdict::RetryAmbiguous(outcome) => Some(outcome),
+        };
         let jitter = full_jitter(attempt);
         let delay = match error.retry_after() {
             Some(asked) => asked.max(jitter),
@@ -131,7 +147,13 @@ impl Resilience {
             tracing::debug!("retry budget exhausted: not retrying");
             return Next::GiveUp("retry budget exhausted");
         }
-        Next::RetryAfter(delay)
+        Next::RetryAfter { delay, ambiguous }
+    }
+
+    /// Whether an attempt that failed with `error` would be retried by the policy (attempts, budget and
+    /// deadline aside).
+    pub fn retries(&self, error: &Error) -> bool {
+        self.retry_on.verdict(error) != Verdict::Final
     }
 }
 
@@ -182,11 +204,18 @@ mod tests {
         r.first_attempt();
         assert!(matches!(
             r.after_failure(1, &http(503, None), None),
-            Next::RetryAfter(_)
+            Next::RetryAfter { .. }
         ));
         assert!(matches!(
-            r.after_failure(2, &Error::Unreachable("reset".into()), None),
-            Next::RetryAfter(_)
+            r.after_failure(
+                2,
+                &Error::Unreachable {
+                    cause: "refused".into(),
+                    delivery: crate::error::Delivery::NotSent,
+                },
+                None
+            ),
+            Next::RetryAfter { .. }
         ));
         assert_eq!(
             r.after_failure(3, &http(503, None), None),
@@ -194,16 +223,44 @@ mod tests {
         );
         assert_eq!(
             r.after_failure(1, &http(400, None), None),
-            Next::GiveUp("not retryable")
+            Next::GiveUp("not retried (--retry-on)")
         );
         assert_eq!(
             r.after_failure(1, &Error::Tls("x".into()), None),
-            Next::GiveUp("not retryable")
+            Next::GiveUp("not retried (--retry-on)")
+        );
+        assert_eq!(
+            r.after_failure(1, &http(502, None), None),
+            Next::GiveUp("not retried (--retry-on)"),
+            "ambiguous outcomes are not retried by default"
         );
         assert_eq!(
             resilience(1, 0.2, 10).after_failure(1, &http(503, None), None),
             Next::GiveUp("attempts exhausted")
         );
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_outcome_the_policy_adds_is_retried_and_marked() {
+        let r = Resilience::new(&ResilienceSettings {
+            retry_on: crate::retry_policy::RetryOn::parse("5xx").unwrap(),
+            ..ResilienceSettings::default()
+        });
+        r.first_attempt();
+        assert!(matches!(
+            r.after_failure(1, &http(502, None), None),
+            Next::RetryAfter {
+                ambiguous: Some(crate::retry_policy::Ambiguous::Status(502)),
+                ..
+            }
+        ));
+        assert!(matches!(
+            r.after_failure(1, &http(503, None), None),
+            Next::RetryAfter {
+                ambiguous: None,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]
@@ -213,7 +270,10 @@ mod tests {
         let later = Some(Instant::now() + Duration::from_secs(60));
         assert_eq!(
             r.after_failure(1, &http(429, Some(Duration::from_secs(1))), soon),
-            Next::RetryAfter(Duration::from_secs(1))
+            Next::RetryAfter {
+                delay: Duration::from_secs(1),
+                ambiguous: None
+            }
         );
         assert_eq!(
             r.after_failure(1, &http(429, Some(Duration::from_secs(5))), soon),
@@ -221,7 +281,10 @@ mod tests {
         );
         assert_eq!(
             r.after_failure(1, &http(503, Some(Duration::from_secs(30))), later),
-            Next::RetryAfter(Duration::from_secs(30))
+            Next::RetryAfter {
+                delay: Duration::from_secs(30),
+                ambiguous: None
+            }
         );
         assert_eq!(
             r.after_failure(1, &http(503, Some(Duration::from_secs(30))), None),
@@ -241,7 +304,7 @@ mod tests {
             .filter(|_| {
                 matches!(
                     r.after_failure(1, &http(503, None), None),
-                    Next::RetryAfter(_)
+                    Next::RetryAfter { .. }
                 )
             })
             .count();

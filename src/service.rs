@@ -19,8 +19,22 @@ use crate::{
         CreateSessionBatchResponse, CreateSessionRequest, CreateSessionResponse,
     },
     resilience::Next,
+    retry_policy::Ambiguous,
     tenants::{Tenant, TenantGrant, Tenants, TENANT_HEADER},
 };
+
+/// Response metadata on a session created after a retry of an outcome KGeN may have acted on (a 502, a reset…,
+/// only when `--retry-on` includes one): its value is that outcome, and `is_new_user` may be false for a new player.
+pub const RETRIED_AFTER_AMBIGUOUS: &str = "kgen-retried-after-ambiguous";
+
+/// A session created, and the first outcome retried on the way although KGeN may have acted on it.
+#[derive(Debug)]
+pub struct Created {
+    /// The session.
+    pub session: CreateSessionResponse,
+    /// Set when the session came after retrying an ambiguous outcome (see [`RETRIED_AFTER_AMBIGUOUS`]).
+    pub retried_after_ambiguous: Option<Ambiguous>,
+}
 
 /// Longest accepted `user_id`, in bytes of UTF-8.
 pub const MAX_USER_ID_BYTES: usize = 256;
@@ -92,7 +106,7 @@ impl SessionGateway {
         user_id: &str,
         deadline: Option<Instant>,
         correlation: &Correlation,
-    ) -> Result<CreateSessionResponse, CallError> {
+    ) -> Result<Created, CallError> {
         let result = self
             .create_inner(tenant, user_id, deadline, correlation)
             .await;
@@ -100,6 +114,18 @@ impl SessionGateway {
             .as_ref()
             .map_or_else(|e| e.error.code(), |_| tonic::Code::Ok);
         self.metrics.tenant_call(tenant.name(), code);
+        if let Ok(Created {
+            retried_after_ambiguous: Some(outcome),
+            ..
+        }) = &result
+        {
+            tracing::warn!(
+                after = %outcome,
+                "session created after retrying an outcome KGeN may have acted on: is_new_user may be false for a \
+                 new player"
+            );
+            self.metrics.created_after_ambiguous_retry(tenant.name());
+        }
         result
     }
 
@@ -109,7 +135,7 @@ impl SessionGateway {
         user_id: &str,
         deadline: Option<Instant>,
         correlation: &Correlation,
-    ) -> Result<CreateSessionResponse, CallError> {
+    ) -> Result<Created, CallError> {
         validate_user_id(user_id)?;
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return Err(Error::DeadlineExceeded.into());
@@ -130,11 +156,12 @@ impl SessionGateway {
         user_id: &str,
         deadline: Option<Instant>,
         correlation: &Correlation,
-    ) -> Result<CreateSessionResponse, CallError> {
+    ) -> Result<Created, CallError> {
         let resilience = tenant.resilience();
         let _slot = resilience.admit(deadline).await?;
         resilience.first_attempt();
         let mut attempt = 1;
+        let mut retried_after_ambiguous = None;
         loop {
             let admission = match resilience.breaker.admit() {
                 Ok(admission) => admission,
@@ -152,18 +179,24 @@ impl SessionGateway {
                 Err(_) => None,
             });
             let error = match outcome {
-                Ok(session) => return Ok(session.into()),
+                Ok(session) => {
+                    return Ok(Created {
+                        session: session.into(),
+                        retried_after_ambiguous,
+                    })
+                }
                 Err(error) => error,
             };
             match resilience.after_failure(attempt, &error, deadline) {
-                Next::RetryAfter(delay) => {
+                Next::RetryAfter { delay, ambiguous } => {
                     tracing::debug!(attempt, ?delay, reason = error.reason(), "retrying");
+                    retried_after_ambiguous = retried_after_ambiguous.or(ambiguous);
                     self.metrics.upstream_retry();
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 Next::GiveUp(why) => {
-                    if attempt > 1 || error.is_retryable() {
+                    if attempt > 1 || resilience.retries(&error) {
                         tracing::debug!(attempt, why, "not retrying");
                     }
                     return Err(CallError {
@@ -236,7 +269,7 @@ fn attempt_outcome(outcome: &Result<crate::upstream::Session, Error>) -> &'stati
                 None => "5xx",
             }
         }
-        Err(Error::Unreachable(_)) => "unreachable",
+        Err(Error::Unreachable { .. }) => "unreachable",
         Err(Error::Tls(_)) => "tls_error",
         Err(_) => "timeout",
     }
@@ -294,9 +327,18 @@ impl SessionService for SessionGateway {
                 .map_or_else(Status::code, |_| tonic::Code::Ok);
             self.metrics.caller_call(&caller.name, code);
         }
-        let session = result?;
+        let created = result?;
         tracing::debug!(grpc_code = "OK", latency_ms, "session created");
-        Ok(Response::new(session))
+        let mut response = Response::new(created.session);
+        if let Some(outcome) = created.retried_after_ambiguous {
+            // Always a status code or "reset": valid metadata.
+            if let Ok(value) = outcome.to_string().parse() {
+                response
+                    .metadata_mut()
+                    .insert(RETRIED_AFTER_AMBIGUOUS, value);
+            }
+        }
+        Ok(response)
     }
 
     async fn create_sessions(

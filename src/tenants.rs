@@ -10,6 +10,7 @@
 //! client_secret_file = "secrets/callbreak"   # relative to the tenants file; or:
 //! # client_secret_env = "CALLBREAK_SECRET"   # the name of an environment variable
 //! upstream_url = "https://platform-protocols.kgen.io"   # optional, else --upstream-url
+//! retry_on = "connect-failure,refused-stream,408,429,503"   # optional, else --retry-on
 //! ```
 //!
 //! The single-tenant flags (`--client-id` with its secret), when given, are the tenant [`FLAG_TENANT`], the
@@ -47,6 +48,7 @@ use crate::{
     config::{expose, parse_secret, ResilienceSettings, UpstreamSettings},
     error::Error,
     resilience::Resilience,
+    retry_policy::RetryOn,
     upstream::{BuildError, UpstreamClient},
 };
 
@@ -83,6 +85,7 @@ struct RawTenant {
     client_secret_file: Option<PathBuf>,
     client_secret_env: Option<String>,
     upstream_url: Option<String>,
+    retry_on: Option<String>,
 }
 
 /// One tenant's settings, resolved: its secret read, its upstream URL parsed.
@@ -96,6 +99,8 @@ pub struct TenantSpec {
     pub client_id: String,
     /// The tenant's KGeN client secret (never printed).
     pub client_secret: SecretString,
+    /// The tenant's retry policy, when it has its own (else `--retry-on`).
+    pub retry_on: Option<RetryOn>,
 }
 
 impl fmt::Debug for TenantSpec {
@@ -143,6 +148,7 @@ impl UpstreamPin {
             url: self.url.clone(),
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
+            retry_on: spec.retry_on.clone(),
         }
     }
 }
@@ -283,11 +289,16 @@ fn resolve(
             .map_err(|p| problem(format!("upstream_url {p}")))?,
         None => fallback_url.clone(),
     };
+    let retry_on = raw
+        .retry_on
+        .map(|text| RetryOn::parse(&text).map_err(|p| problem(format!("retry_on: {p}"))))
+        .transpose()?;
     Ok(TenantSpec {
         name,
         url,
         client_id,
         client_secret,
+        retry_on,
     })
 }
 
@@ -336,6 +347,7 @@ pub struct Tenant {
     url: Url,
     client_id: String,
     secret_digest: [u8; 32],
+    retry_on: Option<RetryOn>,
 }
 
 impl fmt::Debug for Tenant {
@@ -369,13 +381,18 @@ impl Tenant {
         settings.client_id = spec.client_id.clone();
         settings.client_secret = spec.client_secret.clone();
         settings.client_secret_file = None;
+        let mut resilience = resilience.clone();
+        if let Some(retry_on) = &spec.retry_on {
+            resilience.retry_on = retry_on.clone();
+        }
         Ok(Self {
             name: spec.name.clone(),
             upstream: Arc::new(UpstreamClient::new(&settings)?),
-            resilience: Arc::new(Resilience::new(resilience)),
+            resilience: Arc::new(Resilience::new(&resilience)),
             url: spec.url.clone(),
             client_id: spec.client_id.clone(),
             secret_digest: spec.secret_digest(),
+            retry_on: spec.retry_on.clone(),
         })
     }
 
@@ -493,6 +510,7 @@ impl Tenants {
                 url: flags.url.clone(),
                 client_id: flags.client_id.clone(),
                 client_secret: flags.client_secret.clone(),
+                retry_on: None,
             };
             Some(Arc::new(Tenant::build(
                 &spec,
@@ -547,7 +565,9 @@ impl Tenants {
             let spec = spec.as_ref();
             let tenant = match old.by_name.get(&spec.name) {
                 Some(existing)
-                    if existing.url == spec.url && existing.client_id == spec.client_id =>
+                    if existing.url == spec.url
+                        && existing.client_id == spec.client_id
+                        && existing.retry_on == spec.retry_on =>
                 {
                     if existing.secret_digest == spec.secret_digest() {
                         existing.clone()
@@ -564,6 +584,7 @@ impl Tenants {
                             url: existing.url.clone(),
                             client_id: existing.client_id.clone(),
                             secret_digest: spec.secret_digest(),
+                            retry_on: existing.retry_on.clone(),
                         })
                     }
                 }
@@ -751,6 +772,7 @@ fn unchanged(tenants: &Tenants, config: &TenantsConfig) -> bool {
                 t.url == spec.url
                     && t.client_id == spec.client_id
                     && t.secret_digest == spec.secret_digest()
+                    && t.retry_on == spec.retry_on
             })
         })
 }
@@ -992,6 +1014,7 @@ upstream_url = "https://prod.example/base"
             url: Url::parse("https://new.example").unwrap(),
             client_id: "n".to_owned(),
             client_secret: SecretString::from("n-secret".to_owned()),
+            retry_on: None,
         });
         let changes = tenants.apply(config).unwrap();
         assert_all_pinned(&tenants, &["callbreak", "default", "ludo-2", "new"]);
@@ -1015,6 +1038,7 @@ upstream_url = "https://prod.example/base"
             url: url(),
             client_id: "other".to_owned(),
             client_secret: SecretString::from("other".to_owned()),
+            retry_on: None,
         });
         assert!(unchanged(&tenants, &config));
         assert!(!format!("{tenants:?}").contains("sandbox-secret"));
@@ -1048,6 +1072,7 @@ upstream_url = "https://prod.example/base"
             url: url(),
             client_id: "n".to_owned(),
             client_secret: SecretString::from("n".to_owned()),
+            retry_on: None,
         });
         assert!(!unchanged(&tenants, &config));
         let changes = tenants.apply(config).unwrap();

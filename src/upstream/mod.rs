@@ -27,7 +27,7 @@ pub use model::{parse_go_time, DecodeError, Session};
 use crate::{
     config::{expose, UpstreamSettings},
     correlation::{Correlation, REQUEST_ID, TRACEPARENT, TRACESTATE},
-    error::{sanitize_upstream_message, Error, UpstreamStatus},
+    error::{sanitize_upstream_message, Delivery, Error, UpstreamStatus},
 };
 
 /// `User-Agent` sent upstream.
@@ -331,21 +331,43 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(delay.min(MAX_RETRY_AFTER))
 }
 
-/// A failed request (no response): TLS failures are told apart from the rest.
+/// A failed request (no response): TLS failures are told apart from the rest, and the rest by how far the
+/// request went (see [`Delivery`]).
 fn transport_error(error: reqwest::Error) -> Error {
     if is_tls_failure(&error) {
-        Error::Tls(root_cause(&error))
+        return Error::Tls(root_cause(&error));
+    }
+    let delivery = if error.is_connect() {
+        Delivery::NotSent
+    } else if is_refused_stream(&error) {
+        Delivery::Refused
     } else {
-        Error::Unreachable(root_cause(&error))
+        Delivery::MaybeSent
+    };
+    Error::Unreachable {
+        cause: root_cause(&error),
+        delivery,
     }
 }
 
-/// A response whose body could not be read to its end.
+/// A response whose body could not be read to its end (KGeN answered, so it acted).
 fn body_error(error: reqwest::Error) -> Error {
-    Error::Unreachable(format!(
-        "connection lost while reading the response: {}",
-        root_cause(&error)
-    ))
+    Error::Unreachable {
+        cause: format!(
+            "connection lost while reading the response: {}",
+            root_cause(&error)
+        ),
+        delivery: Delivery::MaybeSent,
+    }
+}
+
+/// HTTP/2 `REFUSED_STREAM`, or a GOAWAY from KGeN that excluded the stream: either way KGeN did not process it.
+fn is_refused_stream(error: &reqwest::Error) -> bool {
+    causes(error).any(|cause| {
+        cause.downcast_ref::<h2::Error>().is_some_and(|h2| {
+            h2.reason() == Some(h2::Reason::REFUSED_STREAM) || (h2.is_go_away() && h2.is_remote())
+        })
+    })
 }
 
 /// The chain of causes, looking inside `io::Error`s (whose own `source()` skips the error they wrap).

@@ -9,7 +9,7 @@
 //! | `truncated` | `content-length: 1000`, 10 bytes, then a clean close |
 //! | `slow-headers` | nothing for 30 s |
 //! | `trickle` | headers, then one body byte every 100 ms |
-//! | `flaky:<n>:<key>` | 503 for the first `n` requests with this key, then 200 |
+//! | `flaky:<n>:<key>[:<code>]` | 503 (or `<code>`) for the first `n` requests with this key, then 200 |
 //! | `status:<code>[:<retry-after>]` | that status |
 //! | `html200` | 200 with an HTML page |
 //! | `oversized` | 200 with a 2 MiB JSON body |
@@ -224,7 +224,7 @@ async fn perform<S: AsyncRead + AsyncWrite + Unpin>(
 
 fn decide(user_id: &str, shared: &Shared) -> Action {
     let key = match user_id.split(':').collect::<Vec<_>>().as_slice() {
-        ["flaky", _, key] => (*key).to_owned(),
+        ["flaky", _, key] | ["flaky", _, key, _] => (*key).to_owned(),
         _ => user_id.to_owned(),
     };
     let seen = {
@@ -257,6 +257,12 @@ fn decide(user_id: &str, shared: &Shared) -> Action {
         ["trickle"] => Action::Trickle(head(200, "application/json", 100_000, "")),
         ["flaky", n, _] if seen <= n.parse().unwrap() => Action::Respond(response(
             503,
+            "application/json",
+            br#"{"message":"flaky"}"#,
+            "",
+        )),
+        ["flaky", n, _, code] if seen <= n.parse().unwrap() => Action::Respond(response(
+            code.parse().unwrap(),
             "application/json",
             br#"{"message":"flaky"}"#,
             "",

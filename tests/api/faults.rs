@@ -73,8 +73,9 @@ async fn connection_reset_mid_headers_is_unreachable() {
         .await
         .expect_err("reset");
     let details = assert_status(&status, Code::Unavailable, "UPSTREAM_UNREACHABLE");
-    assert_eq!(attempts_of(&details).as_deref(), Some("3"));
-    assert_eq!(upstream.requests_for("reset-headers"), 3);
+    // KGeN read the request before the reset: it may have created the session, so it is not retried.
+    assert_eq!(attempts_of(&details).as_deref(), Some("1"));
+    assert_eq!(upstream.requests_for("reset-headers"), 1);
     assert_still_healthy(&app).await;
 }
 

@@ -15,6 +15,7 @@ mod observability;
 mod otlp;
 mod process;
 mod properties;
+mod retries;
 mod sandbox;
 mod security;
 mod session;
