@@ -8,7 +8,8 @@
 #                     logs if PID dies or the time is up
 #   rss_kib PID, fd_count PID       VmRSS in KiB, open file descriptors
 #   release_build ARGS...           cargo build --release --locked --quiet ARGS in the repository
-#   release_binaries  when $binary / $abuse are empty, builds the release gateway / abuse example and points them there
+#   release_gateway, release_binaries   when $binary (and, for the second, $abuse) is empty, builds the release
+#                     gateway (and the abuse example) and points it there
 #   check NAME CMD ARGS...          a check: passes if CMD succeeds; check_lt NAME VALUE LIMIT, check_eq NAME VALUE
 #                     EXPECTED for whole numbers (a missing or non-numeric VALUE fails)
 #   finish            prints the last line, "N passed, N failed", and returns non-zero if any check failed. In a
@@ -76,11 +77,14 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 release_build() { (cd "$root" && cargo build --release --locked --quiet "$@"); }
-release_binaries() {
+release_gateway() {
   if [ -z "${binary:-}" ]; then
     release_build --bin kgen-gateway
     binary="$target_dir/release/kgen-gateway"
   fi
+}
+release_binaries() {
+  release_gateway
   if [ -z "${abuse:-}" ]; then
     release_build --example abuse
     abuse="$target_dir/release/examples/abuse"
