@@ -70,6 +70,11 @@ pub fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "admin endpoints serving /metrics, /healthz, /readyz");
+    let limit = ConnectionLimit::new(
+        "admin",
+        ADMIN_MAX_CONNECTIONS,
+        state.metrics.listener("admin"),
+    );
     let router = router(state);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -79,7 +84,6 @@ pub fn spawn(
         .timer(TokioTimer::new())
         .max_concurrent_streams(16);
     let http = Arc::new(http);
-    let limit = ConnectionLimit::new("admin", ADMIN_MAX_CONNECTIONS);
     Ok(tokio::spawn(async move {
         let drain = CancellationToken::new();
         let mut tasks = JoinSet::new();

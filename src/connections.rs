@@ -32,6 +32,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
+use crate::metrics::ListenerMetrics;
+
 /// Bytes a client must send before its connection counts as greeted: the HTTP/2 connection preface is 24 bytes,
 /// and every HTTP/1.1 request line with its `Host` header is longer.
 pub const GREETING_BYTES: u64 = 24;
@@ -54,6 +56,7 @@ pub struct ConnectionLimit {
     calls: AtomicUsize,
     max_calls: usize,
     busy: fn() -> http::Response<()>,
+    metrics: ListenerMetrics,
 }
 
 #[derive(Debug, Default)]
@@ -72,9 +75,9 @@ pub enum Admission {
 }
 
 impl ConnectionLimit {
-    /// At most `max` (at least 1) connections on the listener named `listener` (for logs).
-    pub fn new(listener: &'static str, max: usize) -> Arc<Self> {
-        Self::build(listener, max, usize::MAX, http::Response::default)
+    /// At most `max` (at least 1) connections on the listener named `listener` (for logs), reported in `metrics`.
+    pub fn new(listener: &'static str, max: usize, metrics: ListenerMetrics) -> Arc<Self> {
+        Self::build(listener, max, usize::MAX, http::Response::default, metrics)
     }
 
     /// At most `max` connections and, over all of them, at most `max_calls` calls in flight: a call past that is
@@ -84,8 +87,9 @@ impl ConnectionLimit {
         max: usize,
         max_calls: usize,
         busy: fn() -> http::Response<()>,
+        metrics: ListenerMetrics,
     ) -> Arc<Self> {
-        Self::build(listener, max, max_calls, busy)
+        Self::build(listener, max, max_calls, busy, metrics)
     }
 
     fn build(
@@ -93,7 +97,11 @@ impl ConnectionLimit {
         max: usize,
         max_calls: usize,
         busy: fn() -> http::Response<()>,
+        metrics: ListenerMetrics,
     ) -> Arc<Self> {
+        metrics
+            .max
+            .set(i64::try_from(max.max(1)).unwrap_or(i64::MAX));
         Arc::new(Self {
             listener,
             max: max.max(1),
@@ -104,6 +112,7 @@ impl ConnectionLimit {
             calls: AtomicUsize::new(0),
             max_calls: max_calls.max(1),
             busy,
+            metrics,
         })
     }
 
@@ -113,11 +122,21 @@ impl ConnectionLimit {
     }
 
     fn try_start_call(&self) -> bool {
-        self.calls
+        let started = self
+            .calls
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |calls| {
                 (calls < self.max_calls).then_some(calls + 1)
             })
-            .is_ok()
+            .is_ok();
+        if started {
+            self.metrics.calls.inc();
+        }
+        started
+    }
+
+    fn end_call(&self) {
+        self.calls.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.calls.dec();
     }
 
     /// The limit.
@@ -158,6 +177,8 @@ impl ConnectionLimit {
             match victim.and_then(|id| registry.by_id.remove(&id)) {
                 Some(activity) => {
                     activity.evict.cancel();
+                    self.metrics.evicted.inc();
+                    self.metrics.open.dec();
                     let total = self.evicted.fetch_add(1, Ordering::Relaxed) + 1;
                     if total.is_power_of_two() {
                         tracing::warn!(
@@ -169,6 +190,7 @@ impl ConnectionLimit {
                     }
                 }
                 None => {
+                    self.metrics.refused.inc();
                     let total = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
                     if total.is_power_of_two() {
                         tracing::warn!(
@@ -192,6 +214,7 @@ impl ConnectionLimit {
             epoch: self.epoch,
         });
         registry.by_id.insert(id, activity.clone());
+        self.metrics.open.inc();
         Admission::Admitted(Slot {
             limit: self.clone(),
             id,
@@ -230,7 +253,10 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.limit.registry().by_id.remove(&self.id);
+        // An evicted connection left the registry (and the gauge) when it was evicted.
+        if self.limit.registry().by_id.remove(&self.id).is_some() {
+            self.limit.metrics.open.dec();
+        }
     }
 }
 
@@ -284,7 +310,7 @@ impl Drop for InFlight {
             .idle_since_ms
             .store(millis(activity.epoch.elapsed()), Ordering::Release);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.limit.calls.fetch_sub(1, Ordering::AcqRel);
+        self.limit.end_call();
     }
 }
 

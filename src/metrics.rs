@@ -79,6 +79,27 @@ struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+/// The metrics of one listener's connection and call limits: handles whose clones share their values, updated by
+/// the limits as connections and calls come and go.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerMetrics {
+    /// Connections held now.
+    pub open: Gauge,
+    /// The connection limit.
+    pub max: Gauge,
+    /// Idle connections closed to make room for new ones.
+    pub evicted: Counter,
+    /// New connections closed because every held connection had a call in flight.
+    pub refused: Counter,
+    /// Calls in flight.
+    pub calls: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -101,6 +122,12 @@ pub struct Metrics {
     tenant_upstream_responses: Family<TenantStatusLabels, Counter>,
     tenant_in_flight: Family<TenantLabels, Gauge>,
     tenant_breaker_state: Family<TenantLabels, Gauge>,
+    connections_open: Family<ListenerLabels, Gauge>,
+    connections_max: Family<ListenerLabels, Gauge>,
+    connections_evicted: Family<ListenerLabels, Counter>,
+    connections_refused: Family<ListenerLabels, Counter>,
+    calls_in_flight: Family<ListenerLabels, Gauge>,
+    request_buffered_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -129,6 +156,12 @@ impl Metrics {
         let tenant_in_flight = Family::<TenantLabels, Gauge>::default();
         let tenant_breaker_state = Family::<TenantLabels, Gauge>::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
+        let connections_open = Family::<ListenerLabels, Gauge>::default();
+        let connections_max = Family::<ListenerLabels, Gauge>::default();
+        let connections_evicted = Family::<ListenerLabels, Counter>::default();
+        let connections_refused = Family::<ListenerLabels, Counter>::default();
+        let calls_in_flight = Family::<ListenerLabels, Gauge>::default();
+        let request_buffered_bytes = Gauge::default();
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -207,6 +240,36 @@ impl Metrics {
             tenant_breaker_state.clone(),
         );
         registry.register(
+            "kgen_connections_open",
+            "Client connections held, by listener (grpc, admin)",
+            connections_open.clone(),
+        );
+        registry.register(
+            "kgen_connections_max",
+            "The connection limit of each listener (--max-connections for grpc)",
+            connections_max.clone(),
+        );
+        registry.register(
+            "kgen_connections_evicted",
+            "Idle connections closed to make room for new ones at the connection limit",
+            connections_evicted.clone(),
+        );
+        registry.register(
+            "kgen_connections_refused",
+            "New connections closed at the connection limit because every held connection had a call in flight",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "kgen_calls_in_flight",
+            "Calls (HTTP requests) in flight, by listener; the grpc listener's are capped by --max-concurrent-calls",
+            calls_in_flight.clone(),
+        );
+        registry.register(
+            "kgen_request_buffered_bytes",
+            "Bytes of partly received request messages held (capped by --max-buffered-request-bytes)",
+            request_buffered_bytes.clone(),
+        );
+        registry.register(
             "kgen_gateway_build",
             "Build information (always 1)",
             build_info,
@@ -227,7 +290,30 @@ impl Metrics {
             tenant_upstream_responses,
             tenant_in_flight,
             tenant_breaker_state,
+            connections_open,
+            connections_max,
+            connections_evicted,
+            connections_refused,
+            calls_in_flight,
+            request_buffered_bytes,
         }
+    }
+
+    /// The connection and call metrics of the listener named `listener`.
+    pub fn listener(&self, listener: &'static str) -> ListenerMetrics {
+        let labels = ListenerLabels { listener };
+        ListenerMetrics {
+            open: self.connections_open.get_or_create(&labels).clone(),
+            max: self.connections_max.get_or_create(&labels).clone(),
+            evicted: self.connections_evicted.get_or_create(&labels).clone(),
+            refused: self.connections_refused.get_or_create(&labels).clone(),
+            calls: self.calls_in_flight.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// The gauge of partly received request bytes held.
+    pub fn request_buffered_bytes(&self) -> Gauge {
+        self.request_buffered_bytes.clone()
     }
 
     /// Records one session creation (a `CreateSession` call or a batch item) for a configured tenant.

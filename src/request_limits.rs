@@ -28,6 +28,7 @@ use std::{
 use bytes::Bytes;
 use http::Request;
 use http_body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
@@ -69,14 +70,16 @@ impl Default for RequestLimitSettings {
 pub struct BufferBudget {
     used: AtomicUsize,
     max: usize,
+    gauge: Gauge,
 }
 
 impl BufferBudget {
-    /// A budget of `max` bytes.
-    pub fn new(max: usize) -> Self {
+    /// A budget of `max` bytes, reported in `gauge`.
+    pub fn new(max: usize, gauge: Gauge) -> Self {
         Self {
             used: AtomicUsize::new(0),
             max,
+            gauge,
         }
     }
 
@@ -86,16 +89,26 @@ impl BufferBudget {
     }
 
     fn try_charge(&self, bytes: usize) -> bool {
-        self.used
+        let charged = self
+            .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(bytes).filter(|total| *total <= self.max)
             })
-            .is_ok()
+            .is_ok();
+        if charged {
+            self.gauge.inc_by(gauge_value(bytes));
+        }
+        charged
     }
 
     fn release(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
+        self.gauge.dec_by(gauge_value(bytes));
     }
+}
+
+fn gauge_value(bytes: usize) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 // === impl RequestLimitsLayer ===
@@ -108,10 +121,13 @@ pub struct RequestLimitsLayer {
 }
 
 impl RequestLimitsLayer {
-    /// The limits of `settings`, with a budget of their own.
-    pub fn new(settings: RequestLimitSettings) -> Self {
+    /// The limits of `settings`, with a budget of their own reported in `buffered_bytes`.
+    pub fn new(settings: RequestLimitSettings, buffered_bytes: Gauge) -> Self {
         Self {
-            budget: Arc::new(BufferBudget::new(settings.max_buffered_bytes)),
+            budget: Arc::new(BufferBudget::new(
+                settings.max_buffered_bytes,
+                buffered_bytes,
+            )),
             settings,
         }
     }
@@ -378,7 +394,7 @@ mod tests {
             http_body_util::Empty::new(),
             Timer::Idle(Duration::from_secs(1)),
             single,
-            Arc::new(BufferBudget::new(budget)),
+            Arc::new(BufferBudget::new(budget, Gauge::default())),
         )
     }
 

@@ -279,7 +279,11 @@ impl Application {
             .add_service(reflection().build_v1alpha()?)
             .add_service(sessions)
             .prepare();
-        let routes = RequestLimitsLayer::new(self.server.request_limits).layer(routes);
+        let routes = RequestLimitsLayer::new(
+            self.server.request_limits,
+            self.metrics.request_buffered_bytes(),
+        )
+        .layer(routes);
         let service = MetricsLayer::new(self.metrics.clone()).layer(RequestIdLayer.layer(routes));
         let service = GrpcPort::new(service, self.server.grpc_web.as_ref());
 
@@ -304,6 +308,7 @@ impl Application {
                 .unwrap_or_else(|| connections::default_max_connections(open_files)),
             self.server.max_concurrent_calls,
             too_many_calls,
+            self.metrics.listener("grpc"),
         );
         // The admin endpoints outlive the drain, so probes see /readyz turn 503 while calls finish.
         let admin_stop = CancellationToken::new();
@@ -392,7 +397,8 @@ async fn all_closed_within(connections: &mut JoinSet<()>, limit: Duration) -> bo
     tokio::time::timeout(limit, all_closed).await.is_ok()
 }
 
-/// Metrics, then request ids, then the request limits and the routes; gRPC-Web and CORS in front when enabled (see [`GrpcPort`]).
+/// Metrics, then request ids, then the request limits and the routes; gRPC-Web and CORS in front when enabled
+/// (see [`GrpcPort`]).
 type GrpcService = GrpcPort<MetricsService<RequestIdService<RequestLimits<Routes>>>>;
 
 /// Serves one client connection (after its TLS handshake, when the port serves TLS) until it ends.

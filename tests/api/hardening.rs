@@ -257,6 +257,8 @@ async fn partly_sent_messages_past_the_buffer_budget_are_refused_while_whole_one
     )
     .await;
 
+    let (_, metrics) = app.admin_get("/metrics").await;
+
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert_eq!(reason_of(&refused), "REQUEST_BUFFERS_FULL");
     assert_eq!(
@@ -264,6 +266,10 @@ async fn partly_sent_messages_past_the_buffer_budget_are_refused_while_whole_one
         Code::Ok,
         "a whole message passes: {:?}",
         whole.1
+    );
+    assert!(
+        metrics.contains("kgen_request_buffered_bytes 65541"),
+        "the held message is charged its announced length: {metrics}"
     );
     drop(held);
 }
@@ -376,6 +382,16 @@ async fn at_the_connection_limit_the_longest_idle_connection_makes_room_for_a_ne
         .map(|tcp| Box::pin(closed_by_server(tcp, Duration::from_secs(5))));
     let (closed, _, _) = futures_util::future::select_all(closings).await;
     assert!(closed, "an idle connection was closed to make room");
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"kgen_connections_max{listener="grpc"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"kgen_connections_evicted_total{listener="grpc"}"#)
+            && !metrics.contains(r#"kgen_connections_evicted_total{listener="grpc"} 0"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
