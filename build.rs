@@ -4,6 +4,7 @@
 //! `google/rpc/status.proto` is vendored under `proto/` (the contract's batch answers carry a `google.rpc.Status`);
 //! its Rust type is `tonic_types::pb::Status`, the one tonic's rich error details already use, so there is one
 //! `Status` type and no second copy is generated.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
 
 use std::{env, fs, path::PathBuf};
 

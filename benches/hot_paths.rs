@@ -2,6 +2,7 @@
 //! response (with the Go time parse), and mapping a failure to a `tonic::Status` with its details.
 //!
 //! `cargo bench --bench hot_paths` (numbers are per call).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
 
 use std::{hint::black_box, time::Duration};
 

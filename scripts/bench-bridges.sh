@@ -5,18 +5,19 @@
 #   scripts/bench-bridges.sh [--duration 10] [--concurrency 64]
 #
 # Builds the release binary and the loadgen example (honours CARGO_TARGET_DIR), installs the bridges (venv in
-# bench/bridges/python/.venv, created or reused, `pip install -r requirements.txt`, stubs from generate.sh; `npm ci`
-# in bench/bridges/node with npm's cache in bench/bridges/node/.npm-cache), starts `kgen-gateway sandbox`, the
-# gateway in front of it (the flags of scripts/bench.sh) and both bridges on free loopback ports, checks that every
-# server answers correctly (a fresh user's session field by field against the gateway's, is_new_user, the parsed
-# session_started_at, fault:status:429 -> RESOURCE_EXHAUSTED, empty user_id -> INVALID_ARGUMENT), then runs loadgen's
-# `gateway` scenario (closed loop, plain gRPC CreateSession) against the gateway, the Python bridge and the Node
-# bridge in turn, and ends with a table of calls/s, latency, errors, CPU per call, the CPU other processes used
-# meanwhile (a run disturbed by other work on the machine shows there), and the throughput ratios.
-# The bridges are single-process (one event loop each); the gateway uses every core. Exit status 1 when a check
+# bench/bridges/python/.venv, created or reused, `pip install -r requirements.txt`, stubs from generate.sh; `npm ci` in
+# bench/bridges/node with npm's cache in bench/bridges/node/.npm-cache), starts `kgen-gateway sandbox` and the gateway
+# in front of it (the flags of scripts/bench.sh) on port 0 (the addresses they announce in their logs) and both bridges
+# on free loopback ports, checks that every server answers correctly (a fresh user's session field by field against the
+# gateway's, is_new_user, the parsed session_started_at, fault:status:429 -> RESOURCE_EXHAUSTED, empty user_id ->
+# INVALID_ARGUMENT), then runs loadgen's `gateway` scenario (closed loop, plain gRPC CreateSession) against the gateway,
+# the Python bridge and the Node bridge in turn, and ends with a table of calls/s, latency, errors, CPU per call, the
+# CPU other processes used meanwhile (a run disturbed by other work on the machine shows there), and the throughput
+# ratios. The bridges are single-process (one event loop each); the gateway uses every core. Exit status 1 when a check
 # fails or a timed run had errors. Environment: CARGO_TARGET_DIR, PYTHON (interpreter for the venv, default python3).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 duration=10
 concurrency=64
 while [ $# -gt 0 ]; do
@@ -34,8 +35,8 @@ for tool in cargo node npm "${PYTHON:-python3}"; do
 done
 
 echo "== build: kgen-gateway and loadgen (release)"
-cargo build --release --locked --quiet --bin kgen-gateway --example loadgen
-target=${CARGO_TARGET_DIR:-$root/target}/release
+release_build --bin kgen-gateway --example loadgen
+target=$target_dir/release
 echo "== python bridge: venv, pip install -r requirements.txt, generate.sh"
 [ -x "$py_dir/.venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$py_dir/.venv"
 "$py_dir/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$py_dir/requirements.txt"
@@ -43,34 +44,26 @@ PYTHON="$py_dir/.venv/bin/python" "$py_dir/generate.sh"
 echo "== node bridge: npm ci"
 (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error --cache "$node_dir/.npm-cache")
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || { echo "process $2 exited" >&2; tail -n 20 "$work"/*.log >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "port $1 never opened" >&2; exit 1
-}
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-
-upstream_port=$(free_port); gateway_port=$(free_port); python_port=$(free_port); node_port=$(free_port)
-RUST_LOG=warn "$target/kgen-gateway" sandbox --listen "127.0.0.1:$upstream_port" 2>"$work/sandbox.log" &
-upstream=$!; pids+=("$upstream"); wait_port "$upstream_port" "$upstream"
-KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG=warn "$target/kgen-gateway" --listen "127.0.0.1:$gateway_port" \
-  --admin-listen 127.0.0.1:0 --upstream-url "http://127.0.0.1:$upstream_port" --client-id sandbox-client \
-  --max-concurrent-upstream 10000 2>"$work/gateway.log" &
-gateway=$!; pids+=("$gateway"); wait_port "$gateway_port" "$gateway"
-bridge_env=(KGEN_UPSTREAM_URL="http://127.0.0.1:$upstream_port" KGEN_CLIENT_ID=sandbox-client
+# The upstream stand-in and the gateway listen on port 0 and announce their address in their logs (the gateway at
+# RUST_LOG=warn plus kgen_gateway::startup=info, for its 'serving gRPC' line); the bridges get free ports.
+start_bg sandbox env RUST_LOG=warn "$target/kgen-gateway" sandbox --listen 127.0.0.1:0
+upstream=$started_pid
+upstream_addr=$(wait_announced sandbox 'fake KGeN upstream (sandbox) listening' "$upstream")
+start_bg gateway env KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG="$(announcing_filter warn)" "$target/kgen-gateway" \
+  --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-url "http://$upstream_addr" --client-id sandbox-client \
+  --max-concurrent-upstream 10000
+gateway=$started_pid
+gateway_addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway")
+gateway_port=${gateway_addr##*:}
+python_port=$(free_port); node_port=$(free_port)
+bridge_env=(KGEN_UPSTREAM_URL="http://$upstream_addr" KGEN_CLIENT_ID=sandbox-client
   KGEN_CLIENT_SECRET=sandbox-secret)
-env "${bridge_env[@]}" "$py_dir/.venv/bin/python" "$py_dir/bridge.py" --port "$python_port" 2>"$work/python.log" &
-python_bridge=$!; pids+=("$python_bridge"); wait_port "$python_port" "$python_bridge"
-env "${bridge_env[@]}" node "$node_dir/bridge.js" --port "$node_port" 2>"$work/node.log" &
-node_bridge=$!; pids+=("$node_bridge"); wait_port "$node_port" "$node_bridge"
+start_bg python env "${bridge_env[@]}" "$py_dir/.venv/bin/python" "$py_dir/bridge.py" --port "$python_port"
+python_bridge=$started_pid
+wait_port "$python_port" "$python_bridge"
+start_bg node env "${bridge_env[@]}" node "$node_dir/bridge.js" --port "$node_port"
+node_bridge=$started_pid
+wait_port "$node_port" "$node_bridge"
 echo "== processes: sandbox pid $upstream, gateway pid $gateway, python bridge pid $python_bridge ($(head -n 1 "$work/python.log")), node bridge pid $node_bridge"
 
 echo "== checks: every server's answers (one fresh user each, then one user shared, 429, empty user_id)"
@@ -147,11 +140,11 @@ print(f"  checks: {failures} failed")
 sys.exit(1 if failures else 0)
 EOF
 suffix=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
-STUBS="$py_dir/gen" "$py_dir/.venv/bin/python" "$work/check.py" "$suffix" "gateway=127.0.0.1:$gateway_port" \
+STUBS="$py_dir/gen" "$py_dir/.venv/bin/python" "$work/check.py" "$suffix" "gateway=$gateway_addr" \
   "python=127.0.0.1:$python_port" "node=127.0.0.1:$node_port" ||
   { echo "bench-bridges: a server answered wrongly; no timed runs" >&2; exit 1; }
 
-echo "== RSS idle KiB: gateway $(rss "$gateway"), python bridge $(rss "$python_bridge"), node bridge $(rss "$node_bridge")"
+echo "== RSS idle KiB: gateway $(rss_kib "$gateway"), python bridge $(rss_kib "$python_bridge"), node bridge $(rss_kib "$node_bridge")"
 echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) on $(nproc) cores"
 dirty=$(git -C "$root" status --porcelain -- src Cargo.toml Cargo.lock build.rs 2>/dev/null | wc -l)
 echo "== gateway built from $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$([ "$dirty" = 0 ] || echo " + uncommitted changes in $dirty files")"
@@ -184,7 +177,7 @@ for run in "gateway $gateway_port $gateway" "python $python_port $python_bridge"
   python3 "$work/measure.py" "$pid" "$upstream" -- "$target/examples/loadgen" "${common[@]}" \
     --target "127.0.0.1:$port" --pid "$name=$pid" --pid "upstream=$upstream" | tee "$work/$name.out"
 done
-echo "== RSS after KiB: gateway $(rss "$gateway"), python bridge $(rss "$python_bridge"), node bridge $(rss "$node_bridge")"
+echo "== RSS after KiB: gateway $(rss_kib "$gateway"), python bridge $(rss_kib "$python_bridge"), node bridge $(rss_kib "$node_bridge")"
 
 echo "== summary (closed loop, concurrency $concurrency, ${duration} s each; bridges single-process, gateway on all $(nproc) cores)"
 python3 - "$work" <<'EOF'

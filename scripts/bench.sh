@@ -6,9 +6,12 @@
 # Usage: scripts/bench.sh [--duration 10] [--concurrency 64] [--rate N] [--upstream-h2c] [--worker-threads N]
 #                         [--log-level info]
 # --worker-threads N gives every Rust process (upstream stand-in, gateway, echo floor, loadgen) N runtime threads
-# (default: tokio's, one per CPU). --log-level is the gateway's RUST_LOG (default info, its production default).
+# (default: tokio's, one per CPU). --log-level is the gateway's RUST_LOG (default info, its production default; to a
+# filter that would hide its INFO 'serving gRPC' line, with the address it listens on, kgen_gateway::startup=info is
+# added: a few start-up and shutdown lines, none per call).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 duration=10
 concurrency=64
 rate=()
@@ -27,40 +30,33 @@ while [ $# -gt 0 ]; do
   esac
 done
 cd "$root"
-cargo build --release --locked --quiet --bin kgen-gateway --example loadgen --example echo_floor
-target=${CARGO_TARGET_DIR:-$root/target}/release
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || { echo "process $2 exited" >&2; cat "$work"/*.log >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "port $1 never opened" >&2; exit 1
-}
+release_build --bin kgen-gateway --example loadgen --example echo_floor
+target=$target_dir/release
 
-upstream_port=$(free_port); gateway_port=$(free_port); echo_port=$(free_port)
-RUST_LOG=warn "$target/kgen-gateway" sandbox --listen "127.0.0.1:$upstream_port" "${workers[@]}" 2>"$work/sandbox.log" &
-upstream=$!; pids+=("$upstream"); wait_port "$upstream_port" "$upstream"
-KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG=$log_level "$target/kgen-gateway" --listen "127.0.0.1:$gateway_port" \
-  --admin-listen 127.0.0.1:0 --upstream-url "http://127.0.0.1:$upstream_port" --client-id sandbox-client \
-  --max-concurrent-upstream 10000 --log-format json "${workers[@]}" "${gateway_flags[@]}" 2>"$work/gateway.log" &
-gateway=$!; pids+=("$gateway"); wait_port "$gateway_port" "$gateway"
-"$target/examples/echo_floor" "127.0.0.1:$echo_port" >"$work/echo.log" 2>&1 &
-echo_floor=$!; pids+=("$echo_floor"); wait_port "$echo_port" "$echo_floor"
+# The upstream stand-in and the gateway listen on port 0 and announce their address in their logs (the gateway's
+# 'serving gRPC' line is INFO: announcing_filter adds kgen_gateway::startup=info to a --log-level that would hide it).
+gateway_filter=$(announcing_filter "$log_level")
+start_bg sandbox env RUST_LOG=warn "$target/kgen-gateway" sandbox --listen 127.0.0.1:0 "${workers[@]}"
+upstream=$started_pid
+upstream_addr=$(wait_announced sandbox 'fake KGeN upstream (sandbox) listening' "$upstream")
+start_bg gateway env KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG="$gateway_filter" \
+  "$target/kgen-gateway" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-url "http://$upstream_addr" \
+  --client-id sandbox-client --max-concurrent-upstream 10000 --log-format json "${workers[@]}" "${gateway_flags[@]}"
+gateway=$started_pid
+gateway_addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway")
+echo_port=$(free_port)
+start_bg echo "$target/examples/echo_floor" "127.0.0.1:$echo_port"
+echo_floor=$started_pid
+wait_port "$echo_port" "$echo_floor"
 
-echo "== gateway RUST_LOG=$log_level, worker threads: ${TOKIO_WORKER_THREADS:-one per CPU}"
-echo "== RSS idle: gateway $(awk '/^VmRSS/ {print $2}' /proc/$gateway/status) KiB"
+echo "== gateway RUST_LOG=$gateway_filter, worker threads: ${TOKIO_WORKER_THREADS:-one per CPU}"
+echo "== RSS idle: gateway $(rss_kib "$gateway") KiB"
 common=(--duration "$duration" --concurrency "$concurrency" "${rate[@]}")
 echo "== direct: REST/JSON straight to the upstream stand-in"
-"$target/examples/loadgen" --scenario direct --target "127.0.0.1:$upstream_port" "${common[@]}" --pid "upstream=$upstream"
+"$target/examples/loadgen" --scenario direct --target "$upstream_addr" "${common[@]}" --pid "upstream=$upstream"
 echo "== gateway: gRPC through kgen-gateway to the same upstream"
-"$target/examples/loadgen" --scenario gateway --target "127.0.0.1:$gateway_port" "${common[@]}" \
+"$target/examples/loadgen" --scenario gateway --target "$gateway_addr" "${common[@]}" \
   --pid "gateway=$gateway" --pid "upstream=$upstream"
 echo "== echo floor: a minimal tonic server answering a canned response"
 "$target/examples/loadgen" --scenario echo --target "127.0.0.1:$echo_port" "${common[@]}" --pid "echo=$echo_floor"
-echo "== RSS after: gateway $(awk '/^VmRSS/ {print $2}' /proc/$gateway/status) KiB"
+echo "== RSS after: gateway $(rss_kib "$gateway") KiB"

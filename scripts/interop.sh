@@ -17,18 +17,15 @@
 # Environment: CARGO_TARGET_DIR, INTEROP_SKIP_RUST=1, PYTHON (interpreter for the venv, default python3),
 # INTEROP_EXPECT_CLIENT_NAME (the sandbox's third_party_client_name, default SANDBOX_SANDBOX_CLIENT).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-binary="${CARGO_TARGET_DIR:-$root/target}/debug/kgen-gateway"
+binary="$target_dir/debug/kgen-gateway"
 py_dir="$root/examples/python"
 node_dir="$root/examples/node"
 skip_rust=${INTEROP_SKIP_RUST:-0}
-workdir=$(mktemp -d "${TMPDIR:-/tmp}/kgen-interop.XXXXXX")
-gateway_log="$workdir/gateway.log"
-gateway_pid=""
-summary_printed=0
-passed=0
-failed=0
+gateway_log="$work/gateway.log"
+addr=""
 # A fresh user id per run and language, so is_new_user is true on each client's first call.
 suffix=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 
@@ -38,23 +35,14 @@ die() {
   exit 1
 }
 
-cleanup() {
-  local status=$?
-  if [ -n "$gateway_pid" ]; then
-    kill -TERM "$gateway_pid" 2>/dev/null || true
-    wait "$gateway_pid" 2>/dev/null || true
-    gateway_pid=""
-  fi
-  if [ "$status" -ne 0 ] && [ "$summary_printed" = 0 ] && [ -s "$gateway_log" ]; then
+# Called by scripts/lib.sh on exit, which then stops the gateway. (A gateway that failed to start has had its log
+# shown by wait_announced already.)
+at_exit() {
+  if [ "$1" -ne 0 ] && [ "$lib_finished" = 0 ] && [ -n "$addr" ] && [ -s "$gateway_log" ]; then
     echo "interop: last lines of the gateway's log:" >&2
     tail -n 20 "$gateway_log" >&2
   fi
-  rm -rf "$workdir"
-  exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 for tool in cargo node npm "${PYTHON:-python3}"; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
@@ -101,25 +89,10 @@ unset_kgen=()
 while IFS= read -r name; do
   unset_kgen+=(-u "$name")
 done < <(compgen -e | grep '^KGEN_' || true)
-env ${unset_kgen[@]+"${unset_kgen[@]}"} RUST_LOG=info "$binary" --sandbox --listen 127.0.0.1:0 \
-  --admin-listen 127.0.0.1:0 --log-format json >"$gateway_log" 2>&1 &
-gateway_pid=$!
-addr=""
-for _ in $(seq 1 100); do
-  kill -0 "$gateway_pid" 2>/dev/null || die "the gateway exited during start-up"
-  addr=$("$py_dir/.venv/bin/python" -c 'import json, sys
-for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        continue
-    if entry.get("message") == "kgen-gateway serving gRPC":
-        print(entry["addr"])
-        break' "$gateway_log")
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || die "the gateway did not log \"kgen-gateway serving gRPC\" within 10 s"
+start_bg gateway env ${unset_kgen[@]+"${unset_kgen[@]}"} RUST_LOG=info "$binary" --sandbox --listen 127.0.0.1:0 \
+  --admin-listen 127.0.0.1:0 --log-format json
+gateway_pid=$started_pid
+addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway_pid")
 echo "gateway pid $gateway_pid serving gRPC on $addr"
 
 # Runs one client; counts its `[label] PASS` / `[label] FAIL` lines. A client that exits non-zero without
@@ -127,7 +100,7 @@ echo "gateway pid $gateway_pid serving gRPC on $addr"
 run_suite() {
   local label=$1
   shift
-  local out="$workdir/$label.out" rc=0 p f
+  local out="$work/$label.out" rc=0 p f
   "$@" 2>&1 | tee "$out" || rc=$?
   p=$(grep -c "^\[$label\] PASS " "$out" || true)
   f=$(grep -c "^\[$label\] FAIL " "$out" || true)
@@ -138,8 +111,8 @@ run_suite() {
     echo "[$label] FAIL reported no case"
     f=1
   fi
-  passed=$((passed + p))
-  failed=$((failed + f))
+  checks_passed=$((checks_passed + p))
+  checks_failed=$((checks_failed + f))
 }
 
 say "python interop"
@@ -153,7 +126,7 @@ if [ "$skip_rust" = 1 ]; then
 else
   say "rust example (success path)"
   rust_user="interop-rust-$suffix"
-  rust_out="$workdir/rust.out"
+  rust_out="$work/rust.out"
   rust_rc=0
   (cd "$root" && cargo run --locked --quiet --example create_session -- \
     --target "http://$addr" --user-id "$rust_user" --timeout 10) >"$rust_out" 2>&1 || rust_rc=$?
@@ -164,14 +137,14 @@ else
     grep -qE '^session_id: "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"$' "$rust_out" &&
     grep -qE '^session_started_at: [0-9]{4}-[0-9]{2}-[0-9]{2}T' "$rust_out"; then
     echo "[rust] PASS success: create_session example (user_id, session_id, is_new_user, session_started_at)"
-    passed=$((passed + 1))
+    checks_passed=$((checks_passed + 1))
   else
     echo "[rust] FAIL success: create_session example exited $rust_rc or printed an unexpected session"
-    failed=$((failed + 1))
+    checks_failed=$((checks_failed + 1))
   fi
 
   say "rust example (CreateSessions batch)"
-  batch_out="$workdir/rust-batch.out"
+  batch_out="$work/rust-batch.out"
   batch_rc=0
   (cd "$root" && cargo run --locked --quiet --example create_session -- \
     --target "http://$addr" --user-id "$rust_user-b0" --user-id "" --user-id "$rust_user-b1" --timeout 10) \
@@ -187,30 +160,26 @@ else
     grep -q '^  ErrorInfo: reason=INVALID_USER_ID ' "$batch_out" &&
     grep -q '^  BadRequest: field=user_id ' "$batch_out"; then
     echo "[rust] PASS batch: create_session example streams 3 user ids (2 sessions, '' INVALID_ARGUMENT + BadRequest)"
-    passed=$((passed + 1))
+    checks_passed=$((checks_passed + 1))
   else
     echo "[rust] FAIL batch: create_session example exited $batch_rc or printed unexpected answers"
-    failed=$((failed + 1))
+    checks_failed=$((checks_failed + 1))
   fi
 fi
 
 say "stop the gateway (SIGTERM)"
-kill -TERM "$gateway_pid"
 gateway_rc=0
-wait "$gateway_pid" || gateway_rc=$?
-gateway_pid=""
+stop_bg "$gateway_pid" 30 || gateway_rc=$?
 if [ "$gateway_rc" -eq 0 ]; then
   echo "[gateway] PASS stopped with exit status 0 on SIGTERM"
-  passed=$((passed + 1))
+  checks_passed=$((checks_passed + 1))
 else
   echo "[gateway] FAIL exited with status $gateway_rc on SIGTERM"
-  failed=$((failed + 1))
+  checks_failed=$((checks_failed + 1))
 fi
 
-if [ "$failed" -ne 0 ] && [ -s "$gateway_log" ]; then
+if [ "$checks_failed" -ne 0 ] && [ -s "$gateway_log" ]; then
   echo "interop: last lines of the gateway's log:"
   tail -n 20 "$gateway_log"
 fi
-summary_printed=1
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

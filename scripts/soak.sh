@@ -10,8 +10,9 @@
 # --concurrency is the number of HTTP/2 connections in all (one call in flight on each); most go to the healthy
 # calls, each fault kind gets concurrency/16 (at least 1). Missing tools are installed: h2load from Debian's
 # nghttp2-client; without --binary, target/release/kgen-gateway is built (or refreshed) with
-# `cargo build --release --locked` from the repo root.
-# SOAK_RUST_LOG sets the gateway's RUST_LOG (default `info`; the serving address is read from its `info` line).
+# `cargo build --release --locked --bin kgen-gateway` from the repo root (honours CARGO_TARGET_DIR).
+# SOAK_RUST_LOG sets the gateway's RUST_LOG (default `info`; the serving address is read from its `info` line, so
+# kgen_gateway::startup=info is added to a filter that would hide it).
 #
 # h2load counts HTTP statuses only: a gRPC error is still an HTTP 200, so every call shows as 2xx. What each kind
 # should get is known from the user id it sends (column "expected"). What it really got is counted from the
@@ -22,10 +23,13 @@
 # The JSON log goes to a temporary file (deleted on success): roughly 300 bytes per failed call.
 #
 # Exit status: 0 when the gateway served throughout and stopped cleanly on SIGTERM; 1 if it failed to start, died
-# during the run, did not exit 0 on SIGTERM, or an h2load run failed; 2 for bad usage.
+# during the run, did not exit 0 on SIGTERM (within 30 s), or an h2load run failed (or was still running a minute
+# after --duration); 2 for bad usage.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+lib_keep_work_on_failure=1
 
-root=$(cd "$(dirname "$0")/.." && pwd)
 duration=300
 concurrency=32
 binary=""
@@ -86,50 +90,20 @@ if ! command -v h2load > /dev/null; then
 fi
 if [ -z "$binary" ]; then
   # The default binary is always brought up to date (a no-op when it is), so a stale build is never soaked.
-  binary="$root/target/release/kgen-gateway"
-  echo "== cargo build --release --locked"
-  (cd "$root" && cargo build --release --locked)
-  [ -x "$binary" ] || { echo "soak: built, but $binary still missing (CARGO_TARGET_DIR set?)" >&2; exit 1; }
+  echo "== cargo build --release --locked --bin kgen-gateway"
+  release_gateway
+  [ -x "$binary" ] || { echo "soak: built, but $binary still missing" >&2; exit 1; }
 fi
 
-# --- processes and clean-up --------------------------------------------------------------------------------------
-work=$(mktemp -d "${TMPDIR:-/tmp}/kgen-soak.XXXXXX")
+# --- processes ---------------------------------------------------------------------------------------------------
+# scripts/lib.sh stops every process started with start_bg on exit, and keeps $work (the logs) on failure.
 gateway_pid=""
 load_pids=()
-keep_work=0
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  for pid in "${load_pids[@]}"; do
-    kill "$pid" 2> /dev/null || true
-  done
-  for pid in "${load_pids[@]}"; do
-    wait "$pid" 2> /dev/null || true
-  done
-  if [ -n "$gateway_pid" ] && kill -0 "$gateway_pid" 2> /dev/null; then
-    kill -TERM "$gateway_pid" 2> /dev/null || true
-    for _ in $(seq 150); do kill -0 "$gateway_pid" 2> /dev/null || break; sleep 0.1; done
-    kill -KILL "$gateway_pid" 2> /dev/null || true
-    wait "$gateway_pid" 2> /dev/null || true
-  fi
-  if [ "$keep_work" = 1 ] || [ "$status" -ne 0 ]; then
-    echo "soak: logs kept in $work" >&2
-  else
-    rm -rf "$work"
-  fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 alive() { kill -0 "$gateway_pid" 2> /dev/null; }
-proc_kib() { awk -v key="$1:" '$1 == key { print $2 }' "/proc/$gateway_pid/status" 2> /dev/null || true; }
-fds() { find "/proc/$gateway_pid/fd" -mindepth 1 -maxdepth 1 2> /dev/null | wc -l; }
 died() {
   echo "soak: FAIL: the gateway (pid $gateway_pid) died $1" >&2
   local rc=0
-  wait "$gateway_pid" 2> /dev/null || rc=$?
+  wait_bg "$gateway_pid" 5 || rc=$?
   echo "soak: its exit status: $rc; last log lines:" >&2
   tail -n 20 "$work/gateway.log" >&2 || true
   exit 1
@@ -137,18 +111,10 @@ died() {
 
 # --- the gateway -------------------------------------------------------------------------------------------------
 echo "== starting $binary --sandbox --listen 127.0.0.1:0 --log-format json ${extra_flags[*]}"
-RUST_LOG="${SOAK_RUST_LOG:-info}" "$binary" --sandbox --listen 127.0.0.1:0 --log-format json "${extra_flags[@]}" \
-  2> "$work/gateway.log" &
-gateway_pid=$!
-addr=""
-for _ in $(seq 300); do
-  alive || died "at start-up"
-  addr=$(grep -m1 '"message":"kgen-gateway serving gRPC"' "$work/gateway.log" \
-    | sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "soak: no 'kgen-gateway serving gRPC' log line with an addr after 30 s" >&2; exit 1; }
+start_bg gateway env RUST_LOG="$(announcing_filter "${SOAK_RUST_LOG:-info}")" "$binary" --sandbox \
+  --listen 127.0.0.1:0 --log-format json "${extra_flags[@]}"
+gateway_pid=$started_pid
+addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway_pid" 30)
 url="http://$addr/kgen.session.v1.SessionService/CreateSession"
 echo "   pid $gateway_pid serving on $addr"
 
@@ -178,8 +144,8 @@ spot_check
 alive || died "during the spot check"
 
 # --- load --------------------------------------------------------------------------------------------------------
-rss_start=$(proc_kib VmRSS)
-fds_start=$(fds)
+rss_start=$(proc_kib "$gateway_pid" VmRSS)
+fds_start=$(fd_count "$gateway_pid")
 rss_max=$rss_start
 samples=1
 echo "== load: ${duration}s, $concurrency connections (healthy ${clients[healthy-a]}+${clients[healthy-b]}," \
@@ -187,9 +153,9 @@ echo "== load: ${duration}s, $concurrency connections (healthy ${clients[healthy
 echo "   [   0s] VmRSS ${rss_start} KiB, ${fds_start} fds"
 start=$(date +%s)
 for kind in "${kinds[@]}"; do
-  h2load -D "$duration" -c "${clients[$kind]}" -m 1 -d "$work/$kind.bin" \
-    -H 'content-type: application/grpc' -H 'te: trailers' "$url" > "$work/$kind.h2load" 2>&1 &
-  load_pids+=($!)
+  start_bg "$kind.h2load" h2load -D "$duration" -c "${clients[$kind]}" -m 1 -d "$work/$kind.bin" \
+    -H 'content-type: application/grpc' -H 'te: trailers' "$url"
+  load_pids+=("$started_pid")
 done
 
 running() {
@@ -198,16 +164,18 @@ running() {
   return 1
 }
 next_sample=$((start + sample_interval))
-while running; do
+# h2load stops by itself after -D seconds; one still running a minute later is stopped (and the run fails).
+load_deadline=$((start + duration + 60))
+while running && [ "$(date +%s)" -lt "$load_deadline" ]; do
   sleep 1
   alive || died "during the load, $(($(date +%s) - start))s in"
   now=$(date +%s)
   if [ "$now" -ge "$next_sample" ]; then
-    rss=$(proc_kib VmRSS)
+    rss=$(proc_kib "$gateway_pid" VmRSS)
     if [ -n "$rss" ]; then
       samples=$((samples + 1))
       [ "$rss" -gt "$rss_max" ] && rss_max=$rss
-      printf '   [%4ds] VmRSS %s KiB, %s fds\n' "$((now - start))" "$rss" "$(fds)"
+      printf '   [%4ds] VmRSS %s KiB, %s fds\n' "$((now - start))" "$rss" "$(fd_count "$gateway_pid")"
     fi
     next_sample=$((next_sample + sample_interval))
   fi
@@ -215,10 +183,10 @@ done
 load_failed=0
 for i in "${!load_pids[@]}"; do
   rc=0
-  wait "${load_pids[$i]}" || rc=$?
+  wait_bg "${load_pids[$i]}" 5 || rc=$?
   if [ "$rc" -ne 0 ]; then
     echo "soak: h2load for ${kinds[$i]} exited $rc:" >&2
-    tail -n 5 "$work/${kinds[$i]}.h2load" >&2
+    tail -n 5 "$work/${kinds[$i]}.h2load.log" >&2
     load_failed=1
   fi
 done
@@ -226,9 +194,9 @@ load_pids=()
 elapsed=$(($(date +%s) - start))
 alive || died "as the load ended"
 sleep 1 # let calls still draining upstream finish before the end sample
-rss_end=$(proc_kib VmRSS)
-hwm=$(proc_kib VmHWM)
-fds_end=$(fds)
+rss_end=$(proc_kib "$gateway_pid" VmRSS)
+hwm=$(proc_kib "$gateway_pid" VmHWM)
+fds_end=$(fd_count "$gateway_pid")
 samples=$((samples + 1))
 [ "$rss_end" -gt "$rss_max" ] && rss_max=$rss_end
 echo "   [end  ] VmRSS ${rss_end} KiB, ${fds_end} fds"
@@ -238,9 +206,8 @@ spot_check
 alive || died "during the final spot check"
 
 # --- stop --------------------------------------------------------------------------------------------------------
-kill -TERM "$gateway_pid"
 stop_rc=0
-wait "$gateway_pid" || stop_rc=$?
+stop_bg "$gateway_pid" 30 || stop_rc=$?
 gateway_pid=""
 
 # --- summary -----------------------------------------------------------------------------------------------------
@@ -253,7 +220,7 @@ printf '%-11s %-17s %4s %9s %9s %7s %9s %10s  %s\n' kind user_id conn requests s
 total=0
 total_rps=0
 for kind in "${kinds[@]}"; do
-  out="$work/$kind.h2load"
+  out="$work/$kind.h2load.log"
   req=$(field 's/^requests: \([0-9]*\) total.*/\1/p' "$out")
   ok=$(field 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$out")
   bad=$(field 's/^requests: .* \([0-9]*\) failed.*/\1/p' "$out")
@@ -270,7 +237,7 @@ echo "gRPC outcomes (failures from the gateway's 'call failed' log lines by user
 sed -n '/"message":"call failed/ s/.*"reason":"\([^"]*\)".*"user_id":"\([^"]*\)".*/\2 \1/p' "$work/gateway.log" \
   | sort | uniq -c > "$work/failures"
 for kind in "${kinds[@]}"; do
-  calls=$(sed -n 's/^requests: \([0-9]*\) total.*/\1/p' "$work/$kind.h2load")
+  calls=$(sed -n 's/^requests: \([0-9]*\) total.*/\1/p' "$work/$kind.h2load.log")
   calls=${calls:-0}
   failed=0
   detail=""

@@ -487,21 +487,98 @@ impl Settings {
     }
 }
 
-/// A setting that cannot be used; the process exits with code 2 and this one line.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid setting {setting}: {problem}")]
-pub struct ConfigError {
+/// One setting that cannot be used.
+#[derive(Debug)]
+pub struct Invalid {
     /// The flag / environment variable at fault.
     pub setting: &'static str,
     /// What is wrong with it (never its secret value).
     pub problem: String,
 }
 
+/// Every setting that cannot be used, one line each: the process prints them all and exits with code 2, so a
+/// deployment with several mistakes learns of them in one start.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in the order the settings are checked (at least one).
+    pub problems: Vec<Invalid>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, invalid) in self.problems.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(
+                f,
+                "invalid setting {}: {}",
+                invalid.setting, invalid.problem
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl ConfigError {
     fn new(setting: &'static str, problem: impl fmt::Display) -> Self {
         Self {
+            problems: vec![Invalid {
+                setting,
+                problem: problem.to_string(),
+            }],
+        }
+    }
+
+    /// The first problem found.
+    pub fn first(&self) -> Option<&Invalid> {
+        self.problems.first()
+    }
+}
+
+/// The problems found so far while checking the settings: every check runs, whatever failed before it.
+#[derive(Debug, Default)]
+struct Problems(Vec<Invalid>);
+
+impl Problems {
+    fn add(&mut self, setting: &'static str, problem: impl fmt::Display) {
+        self.0.push(Invalid {
             setting,
             problem: problem.to_string(),
+        });
+    }
+
+    fn ensure(&mut self, ok: bool, setting: &'static str, problem: &str) {
+        if !ok {
+            self.add(setting, problem);
+        }
+    }
+
+    fn positive(&mut self, value: Duration, setting: &'static str) {
+        self.ensure(!value.is_zero(), setting, "must be greater than zero");
+    }
+
+    /// The value of `result`, or `None` with its error recorded against `setting`.
+    fn take<T, E: fmt::Display>(
+        &mut self,
+        setting: &'static str,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(problem) => {
+                self.add(setting, problem);
+                None
+            }
+        }
+    }
+
+    /// `Err` with every problem when there is any.
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems: self.0 })
         }
     }
 }
@@ -515,167 +592,172 @@ impl GatewayArgs {
         const SECRET: &str = "--client-secret-file / KGEN_CLIENT_SECRET_FILE / KGEN_CLIENT_SECRET";
         const ORIGINS: &str = "--grpc-web-allowed-origins / KGEN_GRPC_WEB_ALLOWED_ORIGINS";
 
-        let url = parse_upstream_url(&self.upstream_url).map_err(|p| ConfigError::new(URL, p))?;
-        positive(
+        let mut problems = Problems::default();
+        let url = problems.take(URL, parse_upstream_url(&self.upstream_url));
+        problems.positive(
             self.upstream_timeout,
             "--upstream-timeout / KGEN_UPSTREAM_TIMEOUT",
-        )?;
-        positive(
+        );
+        problems.positive(
             self.connect_timeout,
             "--connect-timeout / KGEN_CONNECT_TIMEOUT",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             self.max_upstream_body >= 1024,
             "--max-upstream-body / KGEN_MAX_UPSTREAM_BODY",
             "must be at least 1KiB",
-        )?;
+        );
 
-        ensure(
+        problems.ensure(
             (1..=10).contains(&self.upstream_max_attempts),
             "--upstream-max-attempts / KGEN_UPSTREAM_MAX_ATTEMPTS",
             "must be between 1 and 10",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             (0.0..=1000.0).contains(&self.retry_budget_percent),
             "--retry-budget-percent / KGEN_RETRY_BUDGET_PERCENT",
             "must be between 0 and 1000",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             self.retry_budget_min_per_sec <= 100_000,
             "--retry-budget-min-per-sec / KGEN_RETRY_BUDGET_MIN_PER_SEC",
             "must be at most 100000",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             (1..=1_000_000).contains(&self.max_concurrent_upstream),
             "--max-concurrent-upstream / KGEN_MAX_CONCURRENT_UPSTREAM",
             "must be between 1 and 1000000",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             (1..=crate::batch::MAX_BATCH_CONCURRENCY).contains(&self.batch_concurrency),
             "--batch-concurrency / KGEN_BATCH_CONCURRENCY",
             "must be between 1 and 256",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             self.breaker_failure_threshold > 0 && self.breaker_probes > 0,
             "--breaker-failure-threshold / --breaker-probes",
             "must be at least 1",
-        )?;
-        positive(
+        );
+        problems.positive(
             self.breaker_cool_down,
             "--breaker-cool-down / KGEN_BREAKER_COOL_DOWN",
-        )?;
-        positive(
+        );
+        problems.positive(
             self.breaker_window,
             "--breaker-window / KGEN_BREAKER_WINDOW",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             self.max_concurrent_streams > 0,
             "--max-concurrent-streams / KGEN_MAX_CONCURRENT_STREAMS",
             "must be at least 1",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             self.max_request_size >= 1024,
             "--max-request-size / KGEN_MAX_REQUEST_SIZE",
             "must be at least 1KiB",
-        )?;
-        positive(
+        );
+        problems.positive(
             self.http2_keepalive_interval,
             "--http2-keepalive-interval / KGEN_HTTP2_KEEPALIVE_INTERVAL",
-        )?;
-        positive(
+        );
+        problems.positive(
             self.http2_keepalive_timeout,
             "--http2-keepalive-timeout / KGEN_HTTP2_KEEPALIVE_TIMEOUT",
-        )?;
-        positive(self.tcp_keepalive, "--tcp-keepalive / KGEN_TCP_KEEPALIVE")?;
-        positive(
+        );
+        problems.positive(self.tcp_keepalive, "--tcp-keepalive / KGEN_TCP_KEEPALIVE");
+        problems.positive(
             self.max_connection_age,
             "--max-connection-age / KGEN_MAX_CONNECTION_AGE",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             self.max_concurrent_calls > 0,
             "--max-concurrent-calls / KGEN_MAX_CONCURRENT_CALLS",
             "must be at least 1",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             self.max_connections != Some(0),
             "--max-connections / KGEN_MAX_CONNECTIONS",
             "must be at least 1",
-        )?;
-        positive(
+        );
+        problems.positive(
             self.handshake_timeout,
             "--handshake-timeout / KGEN_HANDSHAKE_TIMEOUT",
-        )?;
-        positive(
+        );
+        problems.positive(
             self.max_connection_idle,
             "--max-connection-idle / KGEN_MAX_CONNECTION_IDLE",
-        )?;
-        positive(
+        );
+        problems.positive(
             self.request_body_timeout,
             "--request-body-timeout / KGEN_REQUEST_BODY_TIMEOUT",
-        )?;
-        positive(
+        );
+        problems.positive(
             self.stream_idle_timeout,
             "--stream-idle-timeout / KGEN_STREAM_IDLE_TIMEOUT",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             self.max_buffered_request_bytes >= self.max_request_size,
             "--max-buffered-request-bytes / KGEN_MAX_BUFFERED_REQUEST_BYTES",
             "must be at least --max-request-size",
-        )?;
-        ensure(
+        );
+        problems.ensure(
             self.upstream_max_idle_connections >= 1,
             "--upstream-max-idle-connections / KGEN_UPSTREAM_MAX_IDLE_CONNECTIONS",
             "must be at least 1",
-        )?;
+        );
+        const OTLP: &str = "--otlp-endpoint / KGEN_OTLP_ENDPOINT";
         let otlp_endpoint = match self.otlp_endpoint {
             Some(_) if !cfg!(feature = "otlp") => {
-                return Err(ConfigError::new(
-                    "--otlp-endpoint / KGEN_OTLP_ENDPOINT",
+                problems.add(
+                    OTLP,
                     "this build has no OTLP export (build with `--features otlp`)",
-                ))
+                );
+                None
             }
-            Some(raw) => Some(
-                parse_upstream_url(&raw)
-                    .map_err(|p| ConfigError::new("--otlp-endpoint / KGEN_OTLP_ENDPOINT", p))?
-                    .to_string(),
-            ),
+            Some(raw) => problems
+                .take(OTLP, parse_upstream_url(&raw))
+                .map(|url| url.to_string()),
             None => None,
         };
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(
-                crate::tls::server_config(cert, key, self.tls_client_ca.as_deref())
-                    .map_err(|e| ConfigError::new("--tls-cert / --tls-key / --tls-client-ca", e))?,
+            (Some(cert), Some(key)) => problems.take(
+                "--tls-cert / --tls-key / --tls-client-ca",
+                crate::tls::server_config(cert, key, self.tls_client_ca.as_deref()),
             ),
             _ => None,
         };
         let caller_tokens = match self.caller_tokens_file {
-            Some(path) => {
-                let tokens = crate::auth::load(&path).map_err(|e| {
-                    ConfigError::new("--caller-tokens-file / KGEN_CALLER_TOKENS_FILE", e)
-                })?;
-                Some((path, Arc::new(CallerAuth::new(tokens))))
-            }
+            Some(path) => problems
+                .take(
+                    "--caller-tokens-file / KGEN_CALLER_TOKENS_FILE",
+                    crate::auth::load(&path),
+                )
+                .map(|tokens| (path, Arc::new(CallerAuth::new(tokens)))),
             None => None,
         };
         let grpc_web = if self.grpc_web {
-            Some(
-                GrpcWebSettings::allowing(&self.grpc_web_allowed_origins)
-                    .map_err(|p| ConfigError::new(ORIGINS, p))?,
+            problems.take(
+                ORIGINS,
+                GrpcWebSettings::allowing(&self.grpc_web_allowed_origins),
             )
         } else {
             // An empty value (an unset variable in a manifest, say) is fine; origins without gRPC-Web are not.
-            ensure(
+            problems.ensure(
                 self.grpc_web_allowed_origins
                     .iter()
                     .all(|o| o.trim().is_empty()),
                 ORIGINS,
                 "needs --grpc-web / KGEN_GRPC_WEB=true",
-            )?;
+            );
             None
         };
         let extra_roots = match &self.upstream_ca_file {
-            Some(path) => read_ca_file(path)
-                .map_err(|p| ConfigError::new("--upstream-ca-file / KGEN_UPSTREAM_CA_FILE", p))?,
+            Some(path) => problems
+                .take(
+                    "--upstream-ca-file / KGEN_UPSTREAM_CA_FILE",
+                    read_ca_file(path),
+                )
+                .unwrap_or_default(),
             None => Vec::new(),
         };
 
@@ -704,43 +786,59 @@ impl GatewayArgs {
             // Every tenant comes from the tenants file; there is no flags' tenant.
             (String::new(), String::new())
         } else {
-            let id = self
-                .client_id
-                .ok_or_else(|| ConfigError::new(ID, "missing (required unless --sandbox)"))?;
-            check_header_value(&id).map_err(|p| ConfigError::new(ID, p))?;
+            let id = match self.client_id {
+                Some(id) => problems
+                    .take(ID, check_header_value(&id))
+                    .map_or_else(String::new, |()| id),
+                None => {
+                    problems.add(ID, "missing (required unless --sandbox)");
+                    String::new()
+                }
+            };
             let secret = match (self.client_secret_file, secret_env) {
                 (Some(path), _) => {
-                    let secret =
-                        read_secret_file(&path).map_err(|p| ConfigError::new(SECRET, p))?;
+                    let secret = problems.take(SECRET, read_secret_file(&path));
                     secret_file = Some(path);
                     secret
                 }
-                (None, Some(secret)) => secret.trim().to_owned(),
+                (None, Some(secret)) => Some(secret.trim().to_owned()),
                 (None, None) => {
-                    return Err(ConfigError::new(
-                        SECRET,
-                        "missing (required unless --sandbox)",
-                    ))
+                    problems.add(SECRET, "missing (required unless --sandbox)");
+                    None
                 }
             };
-            check_header_value(&secret).map_err(|p| ConfigError::new(SECRET, p))?;
+            let secret = secret
+                .and_then(|secret| {
+                    problems
+                        .take(SECRET, check_header_value(&secret))
+                        .map(|()| secret)
+                })
+                .unwrap_or_default();
             (id, secret)
         };
 
-        let tenants = match self.tenants_file {
-            Some(path) => {
-                const TENANTS: &str = "--tenants-file / KGEN_TENANTS_FILE";
-                let config =
-                    TenantsConfig::load(&path, &url, &|variable| std::env::var(variable).ok())
-                        .map_err(|p| ConfigError::new(TENANTS, p))?;
-                config
-                    .check_against_flags(self.sandbox || !client_id.is_empty())
-                    .map_err(|p| ConfigError::new(TENANTS, format!("{}: {p}", path.display())))?;
-                Some((path, config))
+        const TENANTS: &str = "--tenants-file / KGEN_TENANTS_FILE";
+        let tenants = match (self.tenants_file, &url) {
+            (Some(path), Some(url)) => {
+                let config = problems.take(
+                    TENANTS,
+                    TenantsConfig::load(&path, url, &|variable| std::env::var(variable).ok()),
+                );
+                config.and_then(|config| {
+                    let checked = config
+                        .check_against_flags(self.sandbox || !client_id.is_empty())
+                        .map_err(|p| format!("{}: {p}", path.display()));
+                    problems.take(TENANTS, checked).map(|()| (path, config))
+                })
             }
-            None => None,
+            // Its upstream_url fallback is unusable: the URL's own problem is reported.
+            (Some(_), None) | (None, _) => None,
         };
 
+        problems.finish()?;
+        let Some(url) = url else {
+            return Err(ConfigError::new(URL, "unusable"));
+        };
         let mut upstream = UpstreamSettings::new(url, client_id, client_secret);
         upstream.timeout = self.upstream_timeout;
         upstream.connect_timeout = self.connect_timeout;
@@ -809,18 +907,6 @@ pub fn sandbox_secret(env_value: Option<String>) -> SecretString {
 }
 
 /// `Err` naming `setting` and `problem` unless `ok`.
-fn ensure(ok: bool, setting: &'static str, problem: &str) -> Result<(), ConfigError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::new(setting, problem))
-    }
-}
-
-fn positive(value: Duration, setting: &'static str) -> Result<(), ConfigError> {
-    ensure(!value.is_zero(), setting, "must be greater than zero")
-}
-
 pub(crate) fn parse_upstream_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -953,7 +1039,7 @@ mod tests {
     #[test]
     fn missing_client_id_without_sandbox_names_the_setting() {
         let err = args(&[]).into_settings(Some("s".into())).unwrap_err();
-        assert_eq!(err.setting, "--client-id / KGEN_CLIENT_ID");
+        assert_eq!(err.problems[0].setting, "--client-id / KGEN_CLIENT_ID");
     }
 
     #[test]
@@ -961,7 +1047,10 @@ mod tests {
         let err = args(&["--client-id", "game"])
             .into_settings(None)
             .unwrap_err();
-        assert!(err.setting.contains("KGEN_CLIENT_SECRET"), "{err}");
+        assert!(
+            err.problems[0].setting.contains("KGEN_CLIENT_SECRET"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -997,7 +1086,10 @@ mod tests {
         let err = args(&["--sandbox", "--upstream-url", "ftp://example.com"])
             .into_settings(None)
             .unwrap_err();
-        assert_eq!(err.setting, "--upstream-url / KGEN_UPSTREAM_URL");
+        assert_eq!(
+            err.problems[0].setting,
+            "--upstream-url / KGEN_UPSTREAM_URL"
+        );
         assert!(args(&["--sandbox", "--upstream-url", "not a url"])
             .into_settings(None)
             .is_err());
@@ -1008,7 +1100,7 @@ mod tests {
         let err = args(&["--sandbox", "--upstream-timeout", "0s"])
             .into_settings(None)
             .unwrap_err();
-        assert!(err.setting.starts_with("--upstream-timeout"));
+        assert!(err.problems[0].setting.starts_with("--upstream-timeout"));
     }
 
     #[test]
@@ -1109,6 +1201,42 @@ mod tests {
     }
 
     #[test]
+    fn every_invalid_setting_is_reported_at_once_one_line_each() {
+        let err = args(&[
+            "--upstream-url",
+            "ftp://example.com",
+            "--client-id",
+            "id",
+            "--upstream-timeout",
+            "0s",
+            "--max-concurrent-streams",
+            "0",
+            "--batch-concurrency",
+            "0",
+        ])
+        .into_settings(None)
+        .unwrap_err();
+
+        let settings: Vec<&str> = err.problems.iter().map(|p| p.setting).collect();
+        assert_eq!(
+            settings,
+            [
+                "--upstream-url / KGEN_UPSTREAM_URL",
+                "--upstream-timeout / KGEN_UPSTREAM_TIMEOUT",
+                "--batch-concurrency / KGEN_BATCH_CONCURRENCY",
+                "--max-concurrent-streams / KGEN_MAX_CONCURRENT_STREAMS",
+                "--client-secret-file / KGEN_CLIENT_SECRET_FILE / KGEN_CLIENT_SECRET",
+            ]
+        );
+        let text = err.to_string();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(
+            text.lines().all(|l| l.starts_with("invalid setting ")),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_ca_file_that_is_not_pem_is_rejected() {
         let path = std::env::temp_dir().join(format!("kgen-not-a-ca-{}.pem", std::process::id()));
         std::fs::write(&path, "not a certificate").unwrap();
@@ -1116,7 +1244,10 @@ mod tests {
             .into_settings(None)
             .unwrap_err();
         let _ = std::fs::remove_file(&path);
-        assert!(err.setting.starts_with("--upstream-ca-file"), "{err}");
+        assert!(
+            err.problems[0].setting.starts_with("--upstream-ca-file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1173,7 +1304,8 @@ mod tests {
                 .into_settings(None)
                 .unwrap_err();
             assert_eq!(
-                err.setting, "--grpc-web-allowed-origins / KGEN_GRPC_WEB_ALLOWED_ORIGINS",
+                err.problems[0].setting,
+                "--grpc-web-allowed-origins / KGEN_GRPC_WEB_ALLOWED_ORIGINS",
                 "{bad}"
             );
         }

@@ -34,6 +34,7 @@
 //! - [`proto`]: the generated contract and the descriptor set served by reflection.
 //! - [`sandbox`]: an embedded fake KGeN upstream for offline use, tests and benchmarks.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
 pub mod auth;

@@ -53,8 +53,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
-            tracing::error!("{message}");
-            eprintln!("kgen-gateway: {message}");
+            // One line per problem (invalid settings are all reported at once).
+            for line in message.lines() {
+                tracing::error!("{line}");
+                eprintln!("kgen-gateway: {line}");
+            }
             ExitCode::from(code)
         }
     }

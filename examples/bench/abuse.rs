@@ -23,6 +23,7 @@
 //!   connection, a normal call on a connection made before the flood, and `GET /healthz` on a fresh connection, each
 //!   bounded by `--probe-timeout`. The gateway's open file descriptors are counted every 500 ms, and every idle
 //!   connection the gateway closes is timed. After the flood is released, the same probes once more (recovery).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
 
 use std::{
     collections::BTreeMap,

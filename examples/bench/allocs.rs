@@ -13,6 +13,8 @@
 //! With `--padding N`, the upstream adds an N-byte string field the gateway ignores, so the difference in bytes
 //! allocated per call between two paddings, divided by the padding, is how many copies of the body the gateway
 //! makes (the issue asks for no more than one beyond reading it).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
+#![allow(unsafe_code)] // a counting `GlobalAlloc` wrapper must implement an unsafe trait
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},

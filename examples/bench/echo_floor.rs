@@ -1,6 +1,7 @@
 //! The "echo floor" for benchmarks: a minimal tonic server whose `CreateSession` answers a canned response at once,
 //! so its cost per call is what tonic + prost alone cost. `cargo run --release --example echo_floor -- 127.0.0.1:0`
 //! prints `listening on ADDR` and serves until killed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
 
 use kgen_gateway::proto::{
     session_service_server::{SessionService, SessionServiceServer},

@@ -9,6 +9,7 @@
 //! - `gateway` / `echo`: gRPC `CreateSession` (to kgen-gateway, or to the `echo_floor` example);
 //! - `direct`: the same call as REST/JSON straight to the upstream (`kgen-gateway sandbox`), what a caller pays
 //!   anyway.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
 
 use std::{
     collections::BTreeMap,

@@ -13,6 +13,7 @@
 //! (how long to wait) and `BadRequest` (which field was wrong); a failed batch item carries the same
 //! `google.rpc.Status` in its `error` field. Exit status: 0 on success, 1 when the call (or any batch item) failed,
 //! 2 for bad usage.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
 
 use std::{
     process::ExitCode,

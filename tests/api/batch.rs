@@ -31,9 +31,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{transport::Endpoint, Code, Request, Status, Streaming};
 use tonic_types::{pb, RpcStatusExt};
 
-use crate::helpers::{
-    assert_status, example_session, settings_for, single_attempt, ConnectionEvent, SilentUpstream,
-    TestApp,
+use crate::support::{
+    app::{settings_for, single_attempt, TestApp},
+    assertions::assert_status,
+    upstreams::{example_session, ConnectionEvent, SilentUpstream},
+    wait::bounded,
 };
 
 // === the KGeN stand-in ===
@@ -247,11 +249,14 @@ async fn unary_statuses(app: &TestApp) -> HashMap<&'static str, pb::Status> {
 
 /// Reads a stream of answers to its end.
 async fn read_all(mut answers: Streaming<CreateSessionsResponse>) -> Vec<CreateSessionsResponse> {
-    let mut all = Vec::new();
-    while let Some(answer) = answers.message().await.expect("the stream ends OK") {
-        all.push(answer);
-    }
-    all
+    bounded("the stream of answers to end", async {
+        let mut all = Vec::new();
+        while let Some(answer) = answers.message().await.expect("the stream ends OK") {
+            all.push(answer);
+        }
+        all
+    })
+    .await
 }
 
 /// Asserts an item failed with `code` and an `ErrorInfo` with `reason`.
@@ -268,17 +273,20 @@ fn assert_item_status(status: &pb::Status, code: Code, reason: &str) {
 
 /// Polls `count` until it has not changed for `quiet`; returns where it settled.
 async fn settled(count: impl Fn() -> usize, quiet: Duration) -> usize {
-    let mut last = count();
-    let mut since = Instant::now();
-    while since.elapsed() < quiet {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = count();
-        if now != last {
-            last = now;
-            since = Instant::now();
+    bounded("the count to settle", async {
+        let mut last = count();
+        let mut since = Instant::now();
+        while since.elapsed() < quiet {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = count();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            }
         }
-    }
-    last
+        last
+    })
+    .await
 }
 
 // === CreateSessions ===
@@ -664,7 +672,7 @@ async fn reflection_describes_the_batch_rpcs_and_the_google_rpc_status_they_carr
     };
     let upstream = BatchUpstream::start(Duration::ZERO).await;
     let app = TestApp::spawn(settings_for(&upstream.url)).await;
-    let mut client = ServerReflectionClient::new(crate::helpers::channel(app.addr).await);
+    let mut client = ServerReflectionClient::new(crate::support::app::channel(app.addr).await);
     let ask = |request| ServerReflectionRequest {
         host: String::new(),
         message_request: Some(request),

@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 
 use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
 
-use crate::process::{RunningBinary, BIN};
+use crate::support::process::{RunningBinary, BIN};
 
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(BIN);
@@ -19,13 +19,54 @@ fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 }
 
 #[test]
-fn missing_credentials_exit_2_with_one_line_naming_the_setting() {
+fn missing_credentials_exit_2_with_one_line_naming_each_missing_setting() {
     let out = run_to_exit(&["--listen", "127.0.0.1:0"], &[]);
 
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--client-id / KGEN_CLIENT_ID"), "{stderr}");
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains("--client-id / KGEN_CLIENT_ID"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains("--client-secret-file / KGEN_CLIENT_SECRET_FILE / KGEN_CLIENT_SECRET"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn several_invalid_settings_are_all_reported_in_one_start() {
+    let out = run_to_exit(
+        &[
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream-timeout",
+            "0s",
+            "--max-concurrent-streams",
+            "0",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ],
+        &[],
+    );
+
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    for (line, setting) in lines.iter().zip([
+        "--upstream-timeout",
+        "--max-concurrent-streams",
+        "--tls-cert / --tls-key",
+    ]) {
+        assert!(line.starts_with("kgen-gateway: invalid setting "), "{line}");
+        assert!(line.contains(setting), "{line}");
+    }
 }
 
 #[test]

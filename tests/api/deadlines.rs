@@ -5,8 +5,10 @@ use std::time::Duration;
 use tonic::{Code, Request};
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{
-    assert_status, settings_for, slow_mock, ConnectionEvent, SilentUpstream, TestApp,
+use crate::support::{
+    app::{settings_for, TestApp},
+    assertions::assert_status,
+    upstreams::{slow_mock, ConnectionEvent, SilentUpstream},
 };
 use kgen_gateway::proto::CreateSessionRequest;
 

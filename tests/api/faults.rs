@@ -15,9 +15,10 @@ use tonic_health::pb::{
 };
 use tonic_types::StatusExt;
 
-use crate::{
+use crate::support::{
+    app::{channel, settings_for, TestApp, CLIENT_SECRET},
+    assertions::{assert_status, upstream_status_of},
     fault_upstream::FaultUpstream,
-    helpers::{assert_status, channel, settings_for, upstream_status_of, TestApp, CLIENT_SECRET},
 };
 
 const HEALTHY: &str = "healthy-player";

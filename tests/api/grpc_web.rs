@@ -19,11 +19,13 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{
-    assert_status, example_session, settings_for, single_attempt, slow_mock, TestApp, CLIENT_SECRET,
+use crate::support::{
+    app::{settings_for, single_attempt, TestApp, CLIENT_SECRET, CREATE_SESSION},
+    assertions::assert_status,
+    upstreams::{example_session, slow_mock},
+    wait::bounded,
 };
 
-const CREATE_SESSION: &str = "/kgen.session.v1.SessionService/CreateSession";
 const TOOLS: &str = "https://tools.example.com";
 
 /// A gRPC-Web answer, split into its parts.
@@ -90,11 +92,14 @@ async fn call(app: &TestApp, user_id: &str, text: bool, headers: &[(&str, &str)]
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.expect("the gateway answers");
-    assert_eq!(response.version(), reqwest::Version::HTTP_11);
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.bytes().await.expect("a body");
+    let (status, headers, body) = bounded("the gateway to answer a gRPC-Web call", async {
+        let response = request.send().await.expect("the gateway answers");
+        assert_eq!(response.version(), reqwest::Version::HTTP_11);
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.bytes().await.expect("a body"))
+    })
+    .await;
     let body = if text { decode_text(&body) } else { body };
     let (messages, trailers) = split_frames(body);
     WebAnswer {

@@ -21,9 +21,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use crate::helpers::{assert_status, lazy_channel, settings_for, within_5s, Scratch, TestApp};
-
-const CREATE_SESSION: &str = "/kgen.session.v1.SessionService/CreateSession";
+use crate::support::{
+    app::{lazy_channel, settings_for, TestApp, CREATE_SESSION},
+    assertions::assert_status,
+    files::Scratch,
+    wait::{bounded, within_5s},
+};
 
 type RawBody = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -49,11 +52,13 @@ fn encoded_request(user_id: &str) -> Vec<u8> {
 
 /// A bare HTTP/2 connection to `addr`, driven in the background.
 async fn h2(addr: SocketAddr) -> SendRequest<RawBody> {
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    let (sender, connection) =
+    let (sender, connection) = bounded("an HTTP/2 connection to the gateway", async {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
             .await
-            .expect("h2 handshake");
+            .expect("h2 handshake")
+    })
+    .await;
     tokio::spawn(connection);
     sender
 }
@@ -81,15 +86,18 @@ async fn grpc_call(
     sender: &mut SendRequest<RawBody>,
     request: http::Request<RawBody>,
 ) -> (u16, Status) {
-    let response = sender.send_request(request).await.expect("response");
-    let http_status = response.status().as_u16();
-    if let Some(status) = Status::from_header_map(response.headers()) {
-        return (http_status, status);
-    }
-    let collected = response.into_body().collect().await.expect("body");
-    let trailers = collected.trailers().cloned().unwrap_or_default();
-    let status = Status::from_header_map(&trailers).unwrap_or_else(|| Status::ok(""));
-    (http_status, status)
+    bounded("the gateway to answer a hand-made gRPC call", async {
+        let response = sender.send_request(request).await.expect("response");
+        let http_status = response.status().as_u16();
+        if let Some(status) = Status::from_header_map(response.headers()) {
+            return (http_status, status);
+        }
+        let collected = response.into_body().collect().await.expect("body");
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        let status = Status::from_header_map(&trailers).unwrap_or_else(|| Status::ok(""));
+        (http_status, status)
+    })
+    .await
 }
 
 fn reason_of(status: &Status) -> String {
@@ -482,7 +490,7 @@ async fn counting_upstream(delay: Duration) -> (String, std::sync::Arc<OpenConne
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let open = Arc::new(OpenConnections::default());
     let counted = open.clone();
-    let body = Bytes::from(crate::helpers::example_session().to_string());
+    let body = Bytes::from(crate::support::upstreams::example_session().to_string());
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             let open = counted.clone();

@@ -6,7 +6,7 @@ use tonic_health::pb::{
 };
 use wiremock::MockServer;
 
-use crate::helpers::{channel, TestApp};
+use crate::support::app::{channel, TestApp};
 
 #[tokio::test]
 async fn health_is_serving_for_the_server_and_the_session_service() {

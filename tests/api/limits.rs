@@ -6,7 +6,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::Code;
 use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{settings_for, TestApp};
+use crate::support::app::{settings_for, TestApp};
 
 #[tokio::test]
 async fn requests_over_the_size_limit_are_refused_before_any_upstream_call() {

@@ -1,19 +1,20 @@
 //! Integration tests: the real gateway on `127.0.0.1:0`, called by a real tonic client over TCP, in front of
 //! `wiremock`, raw TCP stand-ins for broken upstreams, or the embedded sandbox.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
+
+// What the test modules below share; it holds no tests.
+mod support;
 
 mod batch;
 mod binary;
 mod deadlines;
-mod fault_upstream;
 mod faults;
 mod grpc_web;
 mod hardening;
-mod helpers;
 mod introspection;
 mod limits;
 mod observability;
 mod otlp;
-mod process;
 mod properties;
 mod retries;
 mod sandbox;

@@ -10,11 +10,12 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{
-    example_session, settings_for, single_attempt, until_upstream_called, TestApp, CLIENT_ID,
-    CLIENT_SECRET,
+use crate::support::{
+    app::{settings_for, single_attempt, TestApp, CLIENT_ID, CLIENT_SECRET},
+    process::RunningBinary,
+    upstreams::{example_session, until_upstream_called},
+    wait::bounded,
 };
-use crate::process::RunningBinary;
 
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -250,9 +251,12 @@ async fn logs_of_binary(mock: &MockServer, calls: &[(&str, &str)]) -> Vec<String
         &[("KGEN_CLIENT_SECRET", CLIENT_SECRET), ("RUST_LOG", "debug")],
     )
     .await;
-    let mut client = SessionServiceClient::connect(format!("http://{}", gateway.addr))
-        .await
-        .unwrap();
+    let mut client = bounded(
+        "a connection to the binary",
+        SessionServiceClient::connect(format!("http://{}", gateway.addr)),
+    )
+    .await
+    .unwrap();
     for (user_id, request_id) in calls {
         let mut request = Request::new(CreateSessionRequest {
             user_id: (*user_id).into(),
@@ -260,7 +264,11 @@ async fn logs_of_binary(mock: &MockServer, calls: &[(&str, &str)]) -> Vec<String
         request
             .metadata_mut()
             .insert("x-request-id", request_id.parse().unwrap());
-        let _ = client.create_session(request).await;
+        let _ = bounded(
+            "the binary to answer CreateSession",
+            client.create_session(request),
+        )
+        .await;
     }
     let (code, logs) = gateway.stop().await;
     assert_eq!(code, Some(0));

@@ -1,7 +1,7 @@
 //! Span export over OTLP/HTTP (only with `--features otlp`; CI runs it as its own step).
 #![cfg(feature = "otlp")]
 
-use crate::process::RunningBinary;
+use crate::support::process::RunningBinary;
 use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
 use wiremock::{
     matchers::{header, method, path},

@@ -11,9 +11,11 @@ use tokio::net::TcpListener;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::{
+use crate::support::{
+    app::{settings_for, settings_from, TestApp},
+    assertions::assert_status,
     fault_upstream::FaultUpstream,
-    helpers::{assert_status, settings_for, settings_from, Scratch, TestApp},
+    files::Scratch,
 };
 
 async fn gateway_with(upstream: &FaultUpstream, retry_on: Option<&str>) -> TestApp {
@@ -223,7 +225,7 @@ async fn refusing_h2_upstream(
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let streams = Arc::new(AtomicUsize::new(0));
     let seen = streams.clone();
-    let body = bytes::Bytes::from(crate::helpers::example_session().to_string());
+    let body = bytes::Bytes::from(crate::support::upstreams::example_session().to_string());
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             let seen = seen.clone();

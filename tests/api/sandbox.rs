@@ -11,9 +11,11 @@ use serde_json::json;
 use tonic::{Code, Request, Status};
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{
-    assert_status, settings_for, settings_from, single_attempt, upstream_status_of, within_5s,
-    Scratch, TestApp, CLIENT_ID,
+use crate::support::{
+    app::{settings_for, settings_from, single_attempt, TestApp, CLIENT_ID},
+    assertions::{assert_status, upstream_status_of},
+    files::Scratch,
+    wait::{bounded, within_5s},
 };
 
 async fn sandboxed() -> TestApp {
@@ -228,11 +230,12 @@ async fn call_as(
             format!("Bearer {token}").parse().expect("ASCII"),
         );
     }
-    app.client
-        .clone()
-        .create_session(request)
-        .await
-        .map(tonic::Response::into_inner)
+    bounded(
+        "the gateway to answer CreateSession",
+        app.client.clone().create_session(request),
+    )
+    .await
+    .map(tonic::Response::into_inner)
 }
 
 #[track_caller]

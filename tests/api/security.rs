@@ -14,8 +14,12 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{
-    assert_status, example_session, settings_from, within_5s, Scratch, TestApp, CLIENT_ID,
+use crate::support::{
+    app::{settings_from, TestApp, CLIENT_ID},
+    assertions::assert_status,
+    files::Scratch,
+    upstreams::example_session,
+    wait::{bounded, within_5s},
 };
 
 struct Pki {
@@ -61,11 +65,10 @@ async fn tls_client(
     if with_identity {
         tls = tls.identity(Identity::from_pem(&pki.client_cert, &pki.client_key));
     }
-    Channel::from_shared(format!("https://{}", app.addr))
+    let endpoint = Channel::from_shared(format!("https://{}", app.addr))
         .unwrap()
-        .tls_config(tls)?
-        .connect()
-        .await
+        .tls_config(tls)?;
+    bounded("a TLS connection to the gateway", endpoint.connect()).await
 }
 
 async fn session_mock() -> MockServer {
@@ -213,7 +216,7 @@ async fn caller_tokens_gate_sessions_but_not_health_or_reflection() {
         .await
         .expect("matchmaker may call");
 
-    let mut health = HealthClient::new(crate::helpers::channel(app.addr).await);
+    let mut health = HealthClient::new(crate::support::app::channel(app.addr).await);
     health
         .check(HealthCheckRequest {
             service: String::new(),

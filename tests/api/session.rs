@@ -8,7 +8,11 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{example_session, TestApp, CLIENT_ID, CLIENT_SECRET};
+use crate::support::{
+    app::{TestApp, CLIENT_ID, CLIENT_SECRET},
+    assertions::assert_status,
+    upstreams::example_session,
+};
 
 #[tokio::test]
 async fn success_mirrors_every_field_of_the_documented_response() {
@@ -134,8 +138,8 @@ async fn lenient_fields_arrive_as_protobuf_defaults_and_numbers() {
 
 #[tokio::test]
 async fn connections_to_the_upstream_are_pooled_and_reused() {
-    let upstream = crate::fault_upstream::FaultUpstream::start().await;
-    let app = TestApp::spawn(crate::helpers::settings_for(&upstream.url())).await;
+    let upstream = crate::support::fault_upstream::FaultUpstream::start().await;
+    let app = TestApp::spawn(crate::support::app::settings_for(&upstream.url())).await;
 
     for _ in 0..5 {
         app.create_session("FTC_User1").await.expect("session");
@@ -154,7 +158,7 @@ async fn upstream_http2_prior_knowledge_speaks_h2c_to_the_upstream() {
     let h2c_capable = kgen_gateway::sandbox::spawn(kgen_gateway::sandbox::SandboxConfig::default())
         .await
         .expect("sandbox starts");
-    let mut settings = crate::helpers::settings_for(h2c_capable.url().as_str());
+    let mut settings = crate::support::app::settings_for(h2c_capable.url().as_str());
     settings.upstream.client_id = "sandbox-client".into();
     settings.upstream.client_secret = "sandbox-secret".to_owned().into();
     settings.upstream.http2_prior_knowledge = true;
@@ -164,7 +168,7 @@ async fn upstream_http2_prior_knowledge_speaks_h2c_to_the_upstream() {
         .expect("h2c upstream answers");
 
     // The same settings against an HTTP/1.1-only upstream fail: the flag really changes the protocol.
-    let http1_only = crate::fault_upstream::FaultUpstream::start().await;
+    let http1_only = crate::support::fault_upstream::FaultUpstream::start().await;
     settings.upstream.url = http1_only.url().parse().unwrap();
     settings.resilience.max_attempts = 1;
     let app = TestApp::spawn(settings).await;
@@ -172,5 +176,5 @@ async fn upstream_http2_prior_knowledge_speaks_h2c_to_the_upstream() {
         .create_session("h2c-user")
         .await
         .expect_err("no h2c there");
-    crate::helpers::assert_status(&status, tonic::Code::Unavailable, "UPSTREAM_UNREACHABLE");
+    assert_status(&status, tonic::Code::Unavailable, "UPSTREAM_UNREACHABLE");
 }

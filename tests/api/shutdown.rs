@@ -8,7 +8,11 @@ use tonic_health::pb::{
 };
 use wiremock::MockServer;
 
-use crate::helpers::{channel, settings_for, slow_mock, until_upstream_called, TestApp};
+use crate::support::{
+    app::{channel, settings_for, TestApp},
+    assertions::assert_status,
+    upstreams::{slow_mock, until_upstream_called},
+};
 
 #[tokio::test]
 async fn in_flight_calls_finish_and_health_turns_not_serving_on_shutdown() {
@@ -114,5 +118,5 @@ async fn calls_still_running_when_the_grace_period_ends_are_cut_off() {
         .await
         .unwrap()
         .expect_err("the cut-off call fails instead of hanging");
-    crate::helpers::assert_status(&cut_off, tonic::Code::Unavailable, "GATEWAY_SHUTTING_DOWN");
+    assert_status(&cut_off, tonic::Code::Unavailable, "GATEWAY_SHUTTING_DOWN");
 }

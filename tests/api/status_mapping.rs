@@ -6,9 +6,10 @@ use serde_json::json;
 use tonic::Code;
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{
-    assert_secret_absent, assert_status, secret_echoing_upstream, settings_for, single_attempt,
-    upstream_status_of, TestApp, CLIENT_SECRET,
+use crate::support::{
+    app::{settings_for, single_attempt, TestApp, CLIENT_SECRET},
+    assertions::{assert_secret_absent, assert_status, upstream_status_of},
+    upstreams::secret_echoing_upstream,
 };
 
 async fn answer(mock: &MockServer, response: ResponseTemplate) {

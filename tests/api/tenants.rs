@@ -11,9 +11,12 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{
-    assert_secret_absent, assert_status, secret_echoing_upstream, settings_from,
-    until_upstream_called, within_5s, Scratch, TestApp, CLIENT_ID, CLIENT_SECRET,
+use crate::support::{
+    app::{settings_from, TestApp, CLIENT_ID, CLIENT_SECRET},
+    assertions::{assert_secret_absent, assert_status},
+    files::Scratch,
+    upstreams::{secret_echoing_upstream, until_upstream_called},
+    wait::{bounded, within_5s},
 };
 
 /// A KGeN stand-in that creates a session (with `session_id` telling who it was for) only for the credentials
@@ -78,11 +81,14 @@ async fn call(
     tenant: Option<&str>,
     token: Option<&str>,
 ) -> Result<CreateSessionResponse, Status> {
-    app.client
-        .clone()
-        .create_session(request("u", tenant, token))
-        .await
-        .map(tonic::Response::into_inner)
+    bounded(
+        "the gateway to answer CreateSession",
+        app.client
+            .clone()
+            .create_session(request("u", tenant, token)),
+    )
+    .await
+    .map(tonic::Response::into_inner)
 }
 
 /// Two upstreams: `alpha` (which also serves the flags' tenant) and `beta`, each knowing only its own clients.

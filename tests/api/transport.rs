@@ -4,7 +4,11 @@ use tokio::{io::AsyncReadExt, net::TcpListener};
 use tonic::Code;
 use wiremock::MockServer;
 
-use crate::helpers::{assert_status, settings_for, streaming_upstream, TestApp};
+use crate::support::{
+    app::{settings_for, TestApp},
+    assertions::assert_status,
+    upstreams::streaming_upstream,
+};
 
 #[tokio::test]
 async fn closed_port_is_unavailable_unreachable() {
@@ -147,7 +151,7 @@ async fn a_session_body_arriving_in_many_small_pieces_is_decoded_whole() {
 
     let session = app.create_session("FTC_User1").await.expect("decoded");
 
-    let expected = crate::helpers::example_session();
+    let expected = crate::support::upstreams::example_session();
     assert_eq!(session.session_id, expected["session_id"].as_str().unwrap());
     assert_eq!(session.email, expected["email"].as_str().unwrap());
     assert!(session.session_started_at.is_some());

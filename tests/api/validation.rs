@@ -3,7 +3,7 @@
 use tonic::Code;
 use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{assert_status, TestApp};
+use crate::support::{app::TestApp, assertions::assert_status};
 
 #[tokio::test]
 async fn invalid_user_ids_are_invalid_argument_with_a_bad_request_on_user_id() {

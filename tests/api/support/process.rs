@@ -8,6 +8,8 @@ use tokio::{
     process::{Child, ChildStderr},
 };
 
+use super::wait::bounded;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_kgen-gateway");
 
 pub struct RunningBinary {
@@ -89,9 +91,12 @@ impl RunningBinary {
             .await
             .expect("exits within 15 s after SIGTERM")
             .expect("exit status");
-        while let Ok(Some(line)) = self.lines.next_line().await {
-            self.logs.push(line);
-        }
+        bounded("the stopped binary's stderr to close", async {
+            while let Ok(Some(line)) = self.lines.next_line().await {
+                self.logs.push(line);
+            }
+        })
+        .await;
         (status.code(), self.logs)
     }
 }
