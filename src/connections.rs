@@ -51,8 +51,6 @@ pub struct ConnectionLimit {
     max: usize,
     epoch: Instant,
     open: Mutex<Registry>,
-    evicted: AtomicU64,
-    refused: AtomicU64,
     calls: AtomicUsize,
     max_calls: usize,
     busy: fn() -> http::Response<()>,
@@ -107,18 +105,11 @@ impl ConnectionLimit {
             max: max.max(1),
             epoch: Instant::now(),
             open: Mutex::new(Registry::default()),
-            evicted: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
             calls: AtomicUsize::new(0),
             max_calls: max_calls.max(1),
             busy,
             metrics,
         })
-    }
-
-    /// Calls in flight now, over all connections.
-    pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::Relaxed)
     }
 
     fn try_start_call(&self) -> bool {
@@ -144,21 +135,6 @@ impl ConnectionLimit {
         self.max
     }
 
-    /// Connections held now.
-    pub fn open(&self) -> usize {
-        self.registry().by_id.len()
-    }
-
-    /// Idle connections closed to make room, so far.
-    pub fn evicted(&self) -> u64 {
-        self.evicted.load(Ordering::Relaxed)
-    }
-
-    /// New connections closed because every place was busy, so far.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         // The registry stays consistent whatever panicked while holding it: every change is one map operation.
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
@@ -179,27 +155,17 @@ impl ConnectionLimit {
                     activity.evict.cancel();
                     self.metrics.evicted.inc();
                     self.metrics.open.dec();
-                    let total = self.evicted.fetch_add(1, Ordering::Relaxed) + 1;
-                    if total.is_power_of_two() {
-                        tracing::warn!(
-                            listener = self.listener,
-                            max_connections = self.max,
-                            evicted_so_far = total,
-                            "connection limit reached: closing the longest-idle connections to make room"
-                        );
-                    }
+                    self.warn_now_and_then(
+                        self.metrics.evicted.get(),
+                        "connection limit reached: closing the longest-idle connections to make room",
+                    );
                 }
                 None => {
                     self.metrics.refused.inc();
-                    let total = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                    if total.is_power_of_two() {
-                        tracing::warn!(
-                            listener = self.listener,
-                            max_connections = self.max,
-                            refused_so_far = total,
-                            "connection limit reached with every connection busy: refusing new connections"
-                        );
-                    }
+                    self.warn_now_and_then(
+                        self.metrics.refused.get(),
+                        "connection limit reached with every connection busy: refusing new connections",
+                    );
                     return Admission::Refused;
                 }
             }
@@ -220,6 +186,18 @@ impl ConnectionLimit {
             id,
             activity,
         })
+    }
+
+    /// Logs `what` on the 1st, 2nd, 4th, 8th… time (`so_far`), so a flood of connections cannot flood the log.
+    fn warn_now_and_then(&self, so_far: u64, what: &str) {
+        if so_far.is_power_of_two() {
+            tracing::warn!(
+                listener = self.listener,
+                max_connections = self.max,
+                so_far,
+                "{what}"
+            );
+        }
     }
 
     fn now_ms(&self) -> u64 {

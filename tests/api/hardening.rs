@@ -7,7 +7,7 @@ use std::{convert::Infallible, net::SocketAddr, time::Duration};
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::{body::Frame, client::conn::http2::SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use kgen_gateway::{
     config::Settings,
     proto::{session_service_client::SessionServiceClient, CreateSessionRequest},
@@ -22,7 +22,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::support::{
-    app::{lazy_channel, settings_for, TestApp, CREATE_SESSION},
+    app::{bare_h2, lazy_channel, settings_for, TestApp, CREATE_SESSION},
     assertions::assert_status,
     files::Scratch,
     wait::{bounded, within_5s},
@@ -52,13 +52,7 @@ fn encoded_request(user_id: &str) -> Vec<u8> {
 
 /// A bare HTTP/2 connection to `addr`, driven in the background.
 async fn h2(addr: SocketAddr) -> SendRequest<RawBody> {
-    let (sender, connection) = bounded("an HTTP/2 connection to the gateway", async {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("h2 handshake")
-    })
-    .await;
+    let (sender, connection) = bare_h2(addr).await;
     tokio::spawn(connection);
     sender
 }
@@ -348,13 +342,7 @@ async fn a_connection_without_calls_is_closed_after_max_connection_idle() {
     let mut settings = sandboxed();
     settings.server.max_connection_idle = Duration::from_millis(300);
     let app = TestApp::spawn(settings).await;
-    let tcp = TcpStream::connect(app.addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, RawBody>(
-        TokioExecutor::new(),
-        TokioIo::new(tcp),
-    )
-    .await
-    .expect("h2 handshake");
+    let (sender, connection) = bare_h2::<RawBody>(app.addr).await;
 
     let closed = tokio::time::timeout(Duration::from_secs(5), connection).await;
 

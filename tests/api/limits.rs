@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::Code;
 use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
 
-use crate::support::app::{settings_for, TestApp};
+use crate::support::app::{bare_h2, settings_for, TestApp};
 
 #[tokio::test]
 async fn requests_over_the_size_limit_are_refused_before_any_upstream_call() {
@@ -37,13 +36,7 @@ async fn connections_older_than_the_max_age_are_asked_to_go_away() {
     let app = TestApp::spawn(settings).await;
 
     // A bare HTTP/2 connection: its driver future ends when the server closes the connection.
-    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let (_sender, connection) = hyper::client::conn::http2::handshake::<_, _, tonic::body::Body>(
-        TokioExecutor::new(),
-        TokioIo::new(tcp),
-    )
-    .await
-    .expect("h2 handshake");
+    let (_sender, connection) = bare_h2::<tonic::body::Body>(app.addr).await;
     let closed = tokio::time::timeout(Duration::from_secs(5), connection).await;
 
     assert!(

@@ -178,6 +178,35 @@ pub async fn channel(addr: SocketAddr) -> Channel {
 }
 
 /// A channel that connects on first use (for gateways that serve TLS, where a plaintext connect would fail).
+/// A bare HTTP/2 connection to `addr` (no gRPC client in between): its sender, and the connection's driver, whose
+/// future ends when the server closes the connection.
+pub async fn bare_h2<B>(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    hyper::client::conn::http2::Connection<
+        hyper_util::rt::TokioIo<tokio::net::TcpStream>,
+        B,
+        TokioExecutor,
+    >,
+)
+where
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    bounded("an HTTP/2 connection to the gateway", async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        hyper::client::conn::http2::handshake(
+            TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .expect("h2 handshake")
+    })
+    .await
+}
+
 pub fn lazy_channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .expect("valid URI")
