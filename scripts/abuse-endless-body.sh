@@ -21,11 +21,12 @@ done
 release_gateway
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
 
-port=$(free_port)
-admin_port=$(free_port)
-start_bg gateway env RUST_LOG=warn "$binary" --sandbox --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port"
+# Both listeners on port 0 (the admin one is not used here, but its default 127.0.0.1:9090 may be taken); the gRPC
+# address is read from the gateway's 'serving gRPC' line (RUST_LOG=warn plus the start-up targets at info).
+log_filter=$(announcing_filter warn)
+start_bg gateway env RUST_LOG="$log_filter" "$binary" --sandbox --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
 gateway=$started_pid
-wait_port "$port" "$gateway"
+addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway")
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ticks_per_second=$(getconf CLK_TCK)
@@ -60,13 +61,13 @@ attempt() {
   started=$(date +%s%N)
   body "$mode" | timeout 20 curl -s -o /dev/null --http2-prior-knowledge -X POST -T - \
     -H 'content-type: application/grpc' -H 'te: trailers' \
-    "http://127.0.0.1:$port/kgen.session.v1.SessionService/CreateSession" || true
+    "http://$addr/kgen.session.v1.SessionService/CreateSession" || true
   ended=$(date +%s%N)
   after=$(cpu_ticks "$gateway")
   echo "$(((ended - started) / 1000000)) $(((after - before) * 1000 / ticks_per_second))"
 }
 
-echo "== gateway: $binary (pid $gateway), gRPC 127.0.0.1:$port"
+echo "== gateway: $binary (pid $gateway), gRPC $addr"
 read -r zeros_ms zeros_cpu < <(attempt zeros)
 echo "zeros: the call ended after ${zeros_ms} ms; gateway CPU ${zeros_cpu} ms"
 read -r partial_ms partial_cpu < <(attempt partial)

@@ -4,7 +4,7 @@
 # 1,100 to the admin port and holds them 20 s after the last connect. Meanwhile, every 2 s: a CreateSession call on
 # a fresh connection, one on a connection made before the flood, and GET /healthz on a fresh connection, each
 # bounded by 2 s. The gateway's open descriptors are counted every 500 ms, and every idle connection it closes is
-# timed (examples/bench/abuse.rs does the flood, the probes and the counting).
+# timed (bench/abuse.rs does the flood, the probes and the counting).
 # Checks: every probe answered, within 2 s; the gateway survived.
 # Usage: scripts/abuse-fds.sh [--binary target/release/kgen-gateway] [--abuse target/release/examples/abuse]
 #                             [--count 1100] [--hold 20] [--nofile 1024]
@@ -38,20 +38,21 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
   exit 1
 fi
 
-port=$(free_port)
-admin_port=$(free_port)
+# Both listeners on port 0; the addresses are read from the gateway's log (RUST_LOG=warn plus the start-up targets at
+# info, for the lines announcing them).
+log_filter=$(announcing_filter warn)
 # `ulimit -n` sets the soft and the hard limit: the gateway cannot raise it again. exec keeps the pid.
 # shellcheck disable=SC2016 # expanded by the inner bash
-start_bg gateway env RUST_LOG=warn bash -c 'ulimit -n "$0" && exec "$@"' "$nofile" \
-  "$binary" --sandbox --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port"
+start_bg gateway env RUST_LOG="$log_filter" bash -c 'ulimit -n "$0" && exec "$@"' "$nofile" \
+  "$binary" --sandbox --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
 gateway=$started_pid
-wait_port "$port" "$gateway"
-wait_port "$admin_port" "$gateway"
+addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway")
+admin_addr=$(wait_announced gateway 'admin endpoints serving' "$gateway")
 
-echo "== gateway: $binary (pid $gateway, $(awk '/^Max open files/ {print "soft " $4 ", hard " $5}' "/proc/$gateway/limits") files), gRPC 127.0.0.1:$port, admin 127.0.0.1:$admin_port"
+echo "== gateway: $binary (pid $gateway, $(awk '/^Max open files/ {print "soft " $4 ", hard " $5}' "/proc/$gateway/limits") files), gRPC $addr, admin $admin_addr"
 attack_ok=1
 # In the background, so that a signal to this script stops it at once (the EXIT trap kills it).
-start_bg abuse "$abuse" fds --grpc "127.0.0.1:$port" --admin "127.0.0.1:$admin_port" --pid "$gateway" --count "$count" \
+start_bg abuse "$abuse" fds --grpc "$addr" --admin "$admin_addr" --pid "$gateway" --count "$count" \
   --hold "$hold" --probe-every 2 --probe-timeout 2 --connect-timeout 3
 wait "$started_pid" || attack_ok=0
 cat "$work/abuse.log"
@@ -60,7 +61,7 @@ figure() { sed -n "s/^FIGURE $1=//p" "$work/abuse.log" | tail -n 1; }
 alive=0
 kill -0 "$gateway" 2>/dev/null && alive=1
 accept_errors=$(grep -c 'cannot accept' "$work/gateway.log" || true)
-echo "== gateway log: $(grep -c . "$work/gateway.log" || true) lines at RUST_LOG=warn, $accept_errors of them \"cannot accept a connection\""
+echo "== gateway log: $(grep -c . "$work/gateway.log" || true) lines at RUST_LOG=$log_filter, $accept_errors of them \"cannot accept a connection\""
 grep -m 3 'cannot accept' "$work/gateway.log" || true
 
 echo "== checks"

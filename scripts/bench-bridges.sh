@@ -7,8 +7,8 @@
 # Builds the release binary and the loadgen example (honours CARGO_TARGET_DIR), installs the bridges (venv in
 # bench/bridges/python/.venv, created or reused, `pip install -r requirements.txt`, stubs from generate.sh; `npm ci` in
 # bench/bridges/node with npm's cache in bench/bridges/node/.npm-cache), starts `kgen-gateway sandbox` and the gateway
-# in front of it (the flags of scripts/bench.sh) on port 0 (the addresses they announce in their logs) and both bridges
-# on free loopback ports, checks that every server answers correctly (a fresh user's session field by field against the
+# in front of it (the flags of scripts/bench.sh) and both bridges, all on port 0 (the addresses they announce in their
+# logs), checks that every server answers correctly (a fresh user's session field by field against the
 # gateway's, is_new_user, the parsed session_started_at, fault:status:429 -> RESOURCE_EXHAUSTED, empty user_id ->
 # INVALID_ARGUMENT), then runs loadgen's `gateway` scenario (closed loop, plain gRPC CreateSession) against the gateway,
 # the Python bridge and the Node bridge in turn, and ends with a table of calls/s, latency, errors, CPU per call, the
@@ -44,8 +44,8 @@ PYTHON="$py_dir/.venv/bin/python" "$py_dir/generate.sh"
 echo "== node bridge: npm ci"
 (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error --cache "$node_dir/.npm-cache")
 
-# The upstream stand-in and the gateway listen on port 0 and announce their address in their logs (the gateway at
-# RUST_LOG=warn plus kgen_gateway::startup=info, for its 'serving gRPC' line); the bridges get free ports.
+# Every server listens on port 0 and announces its address in its log (the gateway at RUST_LOG=warn plus its start-up
+# targets at info, for its 'serving gRPC' line; the bridges on stderr, 'bridge.py: serving addr=...').
 start_bg sandbox env RUST_LOG=warn "$target/kgen-gateway" sandbox --listen 127.0.0.1:0
 upstream=$started_pid
 upstream_addr=$(wait_announced sandbox 'fake KGeN upstream (sandbox) listening' "$upstream")
@@ -54,16 +54,14 @@ start_bg gateway env KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG="$(announcing_fi
   --max-concurrent-upstream 10000
 gateway=$started_pid
 gateway_addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway")
-gateway_port=${gateway_addr##*:}
-python_port=$(free_port); node_port=$(free_port)
 bridge_env=(KGEN_UPSTREAM_URL="http://$upstream_addr" KGEN_CLIENT_ID=sandbox-client
   KGEN_CLIENT_SECRET=sandbox-secret)
-start_bg python env "${bridge_env[@]}" "$py_dir/.venv/bin/python" "$py_dir/bridge.py" --port "$python_port"
+start_bg python env "${bridge_env[@]}" "$py_dir/.venv/bin/python" "$py_dir/bridge.py" --port 0
 python_bridge=$started_pid
-wait_port "$python_port" "$python_bridge"
-start_bg node env "${bridge_env[@]}" node "$node_dir/bridge.js" --port "$node_port"
+python_addr=$(wait_announced python 'bridge.py: serving' "$python_bridge" 30)
+start_bg node env "${bridge_env[@]}" node "$node_dir/bridge.js" --port 0
 node_bridge=$started_pid
-wait_port "$node_port" "$node_bridge"
+node_addr=$(wait_announced node 'bridge.js: serving' "$node_bridge" 30)
 echo "== processes: sandbox pid $upstream, gateway pid $gateway, python bridge pid $python_bridge ($(head -n 1 "$work/python.log")), node bridge pid $node_bridge"
 
 echo "== checks: every server's answers (one fresh user each, then one user shared, 429, empty user_id)"
@@ -141,7 +139,7 @@ sys.exit(1 if failures else 0)
 EOF
 suffix=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 STUBS="$py_dir/gen" "$py_dir/.venv/bin/python" "$work/check.py" "$suffix" "gateway=$gateway_addr" \
-  "python=127.0.0.1:$python_port" "node=127.0.0.1:$node_port" ||
+  "python=$python_addr" "node=$node_addr" ||
   { echo "bench-bridges: a server answered wrongly; no timed runs" >&2; exit 1; }
 
 echo "== RSS idle KiB: gateway $(rss_kib "$gateway"), python bridge $(rss_kib "$python_bridge"), node bridge $(rss_kib "$node_bridge")"
@@ -171,11 +169,11 @@ print(f"  machine: {total:.2f} CPU-s busy in {wall:.1f} s (warm-up included) of 
 sys.exit(status)
 EOF
 common=(--scenario gateway --duration "$duration" --concurrency "$concurrency")
-for run in "gateway $gateway_port $gateway" "python $python_port $python_bridge" "node $node_port $node_bridge"; do
-  read -r name port pid <<<"$run"
+for run in "gateway $gateway_addr $gateway" "python $python_addr $python_bridge" "node $node_addr $node_bridge"; do
+  read -r name addr pid <<<"$run"
   echo "== $name: gRPC CreateSession through the $name to the same upstream"
   python3 "$work/measure.py" "$pid" "$upstream" -- "$target/examples/loadgen" "${common[@]}" \
-    --target "127.0.0.1:$port" --pid "$name=$pid" --pid "upstream=$upstream" | tee "$work/$name.out"
+    --target "$addr" --pid "$name=$pid" --pid "upstream=$upstream" | tee "$work/$name.out"
 done
 echo "== RSS after KiB: gateway $(rss_kib "$gateway"), python bridge $(rss_kib "$python_bridge"), node bridge $(rss_kib "$node_bridge")"
 

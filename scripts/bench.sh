@@ -7,8 +7,8 @@
 #                         [--log-level info]
 # --worker-threads N gives every Rust process (upstream stand-in, gateway, echo floor, loadgen) N runtime threads
 # (default: tokio's, one per CPU). --log-level is the gateway's RUST_LOG (default info, its production default; to a
-# filter that would hide its INFO 'serving gRPC' line, with the address it listens on, kgen_gateway::startup=info is
-# added: a few start-up and shutdown lines, none per call).
+# filter that would hide its INFO 'serving gRPC' line, with the address it listens on, its start-up targets at info
+# are added (announcing_filter in scripts/lib.sh): a few start-up and shutdown lines, none per call).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -33,8 +33,9 @@ cd "$root"
 release_build --bin kgen-gateway --example loadgen --example echo_floor
 target=$target_dir/release
 
-# The upstream stand-in and the gateway listen on port 0 and announce their address in their logs (the gateway's
-# 'serving gRPC' line is INFO: announcing_filter adds kgen_gateway::startup=info to a --log-level that would hide it).
+# The upstream stand-in, the gateway and the echo floor listen on port 0 and announce their address in their logs (the
+# gateway's 'serving gRPC' line is INFO: announcing_filter adds its start-up targets at info to a --log-level that
+# would hide it).
 gateway_filter=$(announcing_filter "$log_level")
 start_bg sandbox env RUST_LOG=warn "$target/kgen-gateway" sandbox --listen 127.0.0.1:0 "${workers[@]}"
 upstream=$started_pid
@@ -44,10 +45,9 @@ start_bg gateway env KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG="$gateway_filter
   --client-id sandbox-client --max-concurrent-upstream 10000 --log-format json "${workers[@]}" "${gateway_flags[@]}"
 gateway=$started_pid
 gateway_addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway")
-echo_port=$(free_port)
-start_bg echo "$target/examples/echo_floor" "127.0.0.1:$echo_port"
+start_bg echo "$target/examples/echo_floor" 127.0.0.1:0
 echo_floor=$started_pid
-wait_port "$echo_port" "$echo_floor"
+echo_addr=$(wait_announced echo 'echo_floor listening' "$echo_floor")
 
 echo "== gateway RUST_LOG=$gateway_filter, worker threads: ${TOKIO_WORKER_THREADS:-one per CPU}"
 echo "== RSS idle: gateway $(rss_kib "$gateway") KiB"
@@ -58,5 +58,5 @@ echo "== gateway: gRPC through kgen-gateway to the same upstream"
 "$target/examples/loadgen" --scenario gateway --target "$gateway_addr" "${common[@]}" \
   --pid "gateway=$gateway" --pid "upstream=$upstream"
 echo "== echo floor: a minimal tonic server answering a canned response"
-"$target/examples/loadgen" --scenario echo --target "127.0.0.1:$echo_port" "${common[@]}" --pid "echo=$echo_floor"
+"$target/examples/loadgen" --scenario echo --target "$echo_addr" "${common[@]}" --pid "echo=$echo_floor"
 echo "== RSS after: gateway $(rss_kib "$gateway") KiB"

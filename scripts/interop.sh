@@ -4,7 +4,7 @@
 #   scripts/interop.sh
 #
 # Builds kgen-gateway (`cargo build --locked --bin kgen-gateway`; honours CARGO_TARGET_DIR), starts it with
-# `--sandbox` on a free loopback port (port 0; the bound address is read from its JSON log), then runs
+# `--sandbox` on loopback port 0 (both listeners; the bound addresses are read from its JSON log), then runs
 #   - examples/python/interop.py (venv in examples/python/.venv, created or reused; `pip install -r
 #     requirements.txt`; stubs from generate.sh),
 #   - examples/node/interop.js (`npm ci`; npm's cache kept in examples/node/.npm-cache),
@@ -93,7 +93,8 @@ start_bg gateway env ${unset_kgen[@]+"${unset_kgen[@]}"} RUST_LOG=info "$binary"
   --admin-listen 127.0.0.1:0 --log-format json
 gateway_pid=$started_pid
 addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway_pid")
-echo "gateway pid $gateway_pid serving gRPC on $addr"
+admin_addr=$(wait_announced gateway 'admin endpoints serving' "$gateway_pid")
+echo "gateway pid $gateway_pid serving gRPC on $addr, admin on $admin_addr"
 
 # Runs one client; counts its `[label] PASS` / `[label] FAIL` lines. A client that exits non-zero without
 # reporting a failed case, or reports no case at all, counts as one failure.

@@ -5,20 +5,21 @@
 #                     if it exits non-zero, and says so on stderr.
 #   at_exit           if the script defines this function, it is called on exit with the exit status, before the
 #                     processes are stopped
-#   free_port         a free TCP port on 127.0.0.1
 #   start_bg NAME CMD ARGS...   starts CMD in the background (output in $work/NAME.log); its pid in $started_pid,
 #                     and it is stopped on exit (TERM, then KILL after 5 s)
-#   wait_port PORT PID [SECONDS]   waits (default 10 s) until 127.0.0.1:PORT accepts a connection; exits with the
-#                     logs if PID dies or the time is up
 #   wait_announced NAME PATTERN PID [SECONDS]   waits (default 10 s) for a line containing PATTERN (a fixed string)
 #                     in $work/NAME.log and prints that line's addr field (text `addr=HOST:PORT` or JSON
 #                     `"addr":"HOST:PORT"`): the address a process started on port 0 announces, e.g.
 #                     addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$pid"). Exits with the log if PID
-#                     dies or the time is up. kgen-gateway's lines: 'kgen-gateway serving gRPC' and 'admin endpoints
-#                     serving' (INFO), `kgen-gateway sandbox`'s 'fake KGeN upstream (sandbox) listening' (WARN).
-#   announcing_filter FILTER   FILTER (a RUST_LOG value) with kgen_gateway::startup=info added unless it is a bare
-#                     info, debug or trace or already names kgen_gateway::startup, so that 'kgen-gateway serving
-#                     gRPC' is logged (a few start-up and shutdown lines more, none per call)
+#                     dies or the time is up. Every server the scripts start announces itself this way; there is no
+#                     picking of free ports. kgen-gateway's lines: 'kgen-gateway serving gRPC' and 'admin endpoints
+#                     serving' (INFO; the admin line comes first), `kgen-gateway sandbox`'s 'fake KGeN upstream
+#                     (sandbox) listening' (WARN); the echo_floor example's 'echo_floor listening'; the comparison
+#                     bridges' 'bridge.py: serving' and 'bridge.js: serving'.
+#   announcing_filter FILTER   FILTER (a RUST_LOG value) with kgen_gateway::app=info (the composition root and
+#                     its admin listener) added, unless FILTER is a bare info, debug or trace, already names that target, or sets all of
+#                     kgen_gateway to info or more; so that 'kgen-gateway serving gRPC' and 'admin endpoints
+#                     serving' are logged (a few start-up and shutdown lines more, none per call)
 #   wait_bg PID [SECONDS]   waits (default 10 s) for the background process PID to exit and returns its exit
 #                     status; if the time is up, stops it (TERM, then KILL after 5 s) and returns 124
 #   stop_bg PID [SECONDS]   sends TERM to PID, then wait_bg PID SECONDS (default 15 s)
@@ -75,8 +76,6 @@ trap lib_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 started_pid=""
 start_bg() {
   local name=$1
@@ -84,19 +83,6 @@ start_bg() {
   "$@" >"$work/$name.log" 2>&1 &
   started_pid=$!
   lib_pids+=("$started_pid")
-}
-
-wait_port() {
-  local port=$1 pid=$2 seconds=${3:-10}
-  local _
-  for _ in $(seq $((seconds * 10))); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || { echo "process $pid exited:" >&2; tail -n 50 "$work"/*.log >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "port $port never opened within ${seconds}s:" >&2
-  tail -n 50 "$work"/*.log >&2
-  exit 1
 }
 
 wait_announced() {
@@ -123,10 +109,20 @@ wait_announced() {
 }
 
 announcing_filter() {
-  case "${1,,}" in
-    info | debug | trace | *kgen_gateway::startup*) printf '%s\n' "$1" ;;
-    *) printf '%s\n' "${1:+$1,}kgen_gateway::startup=info" ;;
+  local filter=$1 target
+  case ",${filter,,}," in
+    ,info, | ,debug, | ,trace, | *,kgen_gateway=info,* | *,kgen_gateway=debug,* | *,kgen_gateway=trace,*)
+      printf '%s\n' "$filter"
+      return 0
+      ;;
   esac
+  for target in kgen_gateway::app; do
+    case "${filter,,}" in
+      *"$target"=* | *"$target",* | *"$target") ;;
+      *) filter="${filter:+$filter,}$target=info" ;;
+    esac
+  done
+  printf '%s\n' "$filter"
 }
 
 lib_forget() {

@@ -26,17 +26,17 @@ fi
 command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-upstream_port=$(free_port)
-gateway_port=$(free_port)
-admin_port=$(free_port)
-start_bg sandbox env RUST_LOG=warn "$binary" sandbox --listen "127.0.0.1:$upstream_port"
-wait_port "$upstream_port" "$started_pid"
-start_bg gateway env KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG=warn "$binary" --listen "127.0.0.1:$gateway_port" \
-  --upstream-url "http://127.0.0.1:$upstream_port" --client-id sandbox-client \
-  --admin-listen "127.0.0.1:$admin_port" --max-concurrent-upstream "$calls" --max-concurrent-streams $((calls / 10)) --max-concurrent-calls "$calls" \
+# Every listener on port 0; the addresses are read from the logs (the sandbox's is WARN, the gateway's INFO:
+# RUST_LOG=warn plus the start-up targets at info).
+start_bg sandbox env RUST_LOG=warn "$binary" sandbox --listen 127.0.0.1:0
+upstream_addr=$(wait_announced sandbox 'fake KGeN upstream (sandbox) listening' "$started_pid")
+start_bg gateway env KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG="$(announcing_filter warn)" "$binary" \
+  --listen 127.0.0.1:0 --upstream-url "http://$upstream_addr" --client-id sandbox-client \
+  --admin-listen 127.0.0.1:0 --max-concurrent-upstream "$calls" --max-concurrent-streams $((calls / 10)) --max-concurrent-calls "$calls" \
   --request-body-timeout 120s --upstream-timeout 120s "${upstream_flags[@]}"
 gateway=$started_pid
-wait_port "$gateway_port" "$gateway"
+gateway_addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway")
+admin_addr=$(wait_announced gateway 'admin endpoints serving' "$gateway")
 
 user_id="fault:delay:$hold_ms"
 python3 - "$user_id" "$work/request.bin" <<'PY'
@@ -49,7 +49,7 @@ PY
 idle=$(rss_kib "$gateway")
 h2load -n "$calls" -c 10 -m $((calls / 10)) -t 1 --data="$work/request.bin" \
   -H 'content-type: application/grpc' -H 'te: trailers' \
-  "http://127.0.0.1:$gateway_port/kgen.session.v1.SessionService/CreateSession" >"$work/h2load.log" 2>&1 &
+  "http://$gateway_addr/kgen.session.v1.SessionService/CreateSession" >"$work/h2load.log" 2>&1 &
 load=$!
 lib_pids+=("$load")
 peak=$idle
@@ -73,9 +73,9 @@ echo "open fds (peak): ${in_flight_seen} (upstream connections + client connecti
 echo "peak - idle per call: $(( (peak - idle) * 1024 / calls )) bytes"
 # h2load counts HTTP statuses only; the gateway's own metrics say how the calls ended.
 echo "== gRPC outcomes (gateway metrics)"
-python3 - "$admin_port" <<'PY'
+python3 - "$admin_addr" <<'PY'
 import sys, urllib.request
-text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
 for line in text.splitlines():
     if line.startswith("grpc_server_handled_total") and 'grpc_method="CreateSession"' in line:
         print(line)

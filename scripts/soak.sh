@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak test: runs `kgen-gateway --sandbox` on a free loopback port and drives it for a fixed time with a mix of
+# Soak test: runs `kgen-gateway --sandbox` on loopback port 0 and drives it for a fixed time with a mix of
 # healthy CreateSession calls and calls whose magic user ids make the embedded fake KGeN fail (README, "The
 # sandbox"). Reports the gateway's RSS at start (serving, before load), every few seconds during, and at the end
 # (after load stops), the peak, and h2load's request counts and throughput per kind of call.
@@ -11,8 +11,9 @@
 # calls, each fault kind gets concurrency/16 (at least 1). Missing tools are installed: h2load from Debian's
 # nghttp2-client; without --binary, target/release/kgen-gateway is built (or refreshed) with
 # `cargo build --release --locked --bin kgen-gateway` from the repo root (honours CARGO_TARGET_DIR).
-# SOAK_RUST_LOG sets the gateway's RUST_LOG (default `info`; the serving address is read from its `info` line, so
-# kgen_gateway::startup=info is added to a filter that would hide it).
+# SOAK_RUST_LOG sets the gateway's RUST_LOG (default `info`; the serving addresses are read from its `info` lines, so
+# its start-up targets at info are added to a filter that would hide them: announcing_filter in scripts/lib.sh). The
+# admin listener is on port 0 too (KGEN_ADMIN_LISTEN=127.0.0.1:0 unless set; a --admin-listen flag after `--` wins).
 #
 # h2load counts HTTP statuses only: a gRPC error is still an HTTP 200, so every call shows as 2xx. What each kind
 # should get is known from the user id it sends (column "expected"). What it really got is counted from the
@@ -111,12 +112,14 @@ died() {
 
 # --- the gateway -------------------------------------------------------------------------------------------------
 echo "== starting $binary --sandbox --listen 127.0.0.1:0 --log-format json ${extra_flags[*]}"
-start_bg gateway env RUST_LOG="$(announcing_filter "${SOAK_RUST_LOG:-info}")" "$binary" --sandbox \
+start_bg gateway env RUST_LOG="$(announcing_filter "${SOAK_RUST_LOG:-info}")" \
+  KGEN_ADMIN_LISTEN="${KGEN_ADMIN_LISTEN:-127.0.0.1:0}" "$binary" --sandbox \
   --listen 127.0.0.1:0 --log-format json "${extra_flags[@]}"
 gateway_pid=$started_pid
 addr=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway_pid" 30)
+admin_addr=$(wait_announced gateway 'admin endpoints serving' "$gateway_pid")
 url="http://$addr/kgen.session.v1.SessionService/CreateSession"
-echo "   pid $gateway_pid serving on $addr"
+echo "   pid $gateway_pid serving gRPC on $addr, admin on $admin_addr"
 
 # One gRPC frame per kind: 0x00, 4-byte big-endian length, CreateSessionRequest{ 1: user_id } (ids < 126 bytes).
 for kind in "${kinds[@]}"; do

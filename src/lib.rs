@@ -5,57 +5,48 @@
 //! protobuf and turns every upstream failure into a gRPC status the caller can act on.
 //!
 //! # Layout
-//! - [`config`]: command line and environment (clap), validated into [`config::Settings`] before any port is bound;
-//!   secrets are wrapped so they cannot be printed.
-//! - [`telemetry`]: the tracing subscriber (`text` or `json`, filtered by `RUST_LOG`).
-//! - [`startup`]: [`startup::Application::build`] wires the services; [`startup::Application::run`] serves a
-//!   listener the caller bound until the caller's shutdown future resolves, then drains within the grace period.
-//! - [`service`]: the `SessionService` implementation: validate, budget the deadline, call upstream, map.
-//! - [`batch`]: the batch RPCs, `CreateSessions` (a stream) and `CreateSessionBatch` (unary): each item is a
-//!   [`service`] call, at most `--batch-concurrency` at a time, under the caller's deadline and flow control.
-//! - [`deadline`]: reads the caller's `grpc-timeout`.
-//! - [`resilience`]: the concurrency limit with its short queue, retries under a budget; [`retry_policy`]: which
-//!   outcomes are retried (`--retry-on`: by default only those KGeN provably did not act on); [`breaker`]: the
-//!   circuit breaker.
-//! - [`upstream`]: the one KGeN HTTP client and its lenient wire model.
-//! - [`metrics`]: Prometheus metrics and the layer counting every gRPC call; [`correlation`]: `x-request-id`
-//!   and W3C trace context.
-//! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
-//! - [`connections`]: how many client connections each port holds and for how long (limit with eviction of the
-//!   longest-idle, handshake and idle timeouts, calls in flight); [`request_limits`]: what one call's request body
-//!   may hold and for how long (one message for unary methods, body and idle timeouts, the buffer budget).
-//! - [`grpc_web`]: gRPC-Web and its CORS policy in front of the gRPC port (`--grpc-web`), or the refusal of
-//!   gRPC-Web requests when it is off.
-//! - [`tls`]: TLS and mTLS for the gRPC listener; [`auth`]: caller authentication with bearer tokens;
-//!   [`reload`]: re-reading the client secret and tokens files so they rotate without a restart.
-//! - [`tenants`]: multi-tenant credentials (`--tenants-file`): each tenant's client, limit and breaker, the
-//!   choice of tenant per call (`x-kgen-tenant`, the caller's grant, the default) and the file's reload.
-//! - [`error`]: the one place where failures become `tonic::Status` (with `ErrorInfo`, `RetryInfo`, `BadRequest`).
-//! - [`proto`]: the generated contract and the descriptor set served by reflection.
-//! - [`sandbox`]: an embedded fake KGeN upstream for offline use, tests and benchmarks.
+//! Layers, each folder one of them; a module imports only from the layers below it (`tests/architecture.rs` fails
+//! the build otherwise):
+//!
+//! | layer | what it holds |
+//! |---|---|
+//! | `main.rs` | the binary: parse the command line, start telemetry, build, run (thin) |
+//! | `cli` | clap arguments, the only place that names a flag or an environment variable; validates them all, runs the one file-loading step, and assembles each component's settings into [`Settings`] |
+//! | `app` | the composition root: [`Application::build`] wires the components; [`Application::run`] serves a listener the caller bound until the caller's shutdown future resolves, then drains; the accept loop and connection lifetimes (limits, handshake and idle timeouts, eviction); the admin listener (`/metrics`, `/healthz`, `/readyz`) |
+//! | `grpc` | everything that knows tonic and HTTP: the session service and its batch RPCs, the one edge from errors to `tonic::Status` (with `ErrorInfo`, `RetryInfo`, `BadRequest`) and the one place a failed call is logged, caller authentication, request metadata (deadline, correlation, tenant), request body limits, gRPC-Web with CORS, TLS |
+//! | `core` | the work, free of transport types: one session creation (validate, choose the tenant, budget the deadline, attempt, retry), the domain error, tenants and their grants, resilience (concurrency limit, retry budget and policy, circuit breaker) |
+//! | `upstream` | the one KGeN HTTP client, its settings, its lenient wire model and its own error type |
+//! | `observability` | Prometheus metrics (a plain API that knows none of the layers above) and telemetry (logs, OTLP spans) |
+//! | `support` | header names, secrets, the one file watcher |
+//! | [`proto`], [`sandbox`] | leaves: the generated contract, and the embedded fake KGeN upstream (`--sandbox`) |
+//!
+//! Everything is private but what the binary, the tests, the benchmarks and the examples use, re-exported below.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod admin;
-pub mod auth;
-pub mod batch;
-pub mod breaker;
-pub mod config;
-pub mod connections;
-pub mod correlation;
-pub mod deadline;
-pub mod error;
-pub mod grpc_web;
-pub mod metrics;
+mod app;
+mod cli;
+mod core;
+mod grpc;
+mod observability;
 pub mod proto;
-pub mod reload;
-pub mod request_limits;
-pub mod resilience;
-pub mod retry_policy;
 pub mod sandbox;
-pub mod service;
-pub mod startup;
-pub mod telemetry;
-pub mod tenants;
-pub mod tls;
-pub mod upstream;
+mod support;
+mod upstream;
+
+pub use app::{
+    shutdown_signal, Application, ServerSettings, Settings, StartupError, ADMIN_MAX_CONNECTIONS,
+};
+pub use cli::{Cli, Command, ConfigError, GatewayArgs, Invalid, SandboxArgs, CLIENT_SECRET_ENV};
+pub use core::{validate_user_id, CallError, Error, RetryOn, MAX_BATCH_SIZE, MAX_USER_ID_BYTES};
+pub use grpc::{
+    AllowedOrigins, AuthError, CallerAuth, CallerTokens, GrpcWebSettings, RequestLimitSettings,
+    DEFAULT_BATCH_CONCURRENCY, DOMAIN, INVALID_BATCH_SIZE,
+};
+pub use observability::{init_telemetry, LogFormat, TelemetryGuard};
+pub use support::headers::RETRIED_AFTER_AMBIGUOUS;
+pub use upstream::{
+    parse_go_time, sanitize_upstream_message, DecodeError, Delivery, Error as UpstreamError,
+    Session, UpstreamSettings, UpstreamStatus, MAX_UPSTREAM_MESSAGE_CHARS, USER_AGENT,
+    WITHHELD_UPSTREAM_MESSAGE,
+};

@@ -5,10 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use kgen_gateway::{
-    config::{self, Cli, Command, GatewayArgs, SandboxArgs},
-    sandbox::{self, SandboxConfig},
-    startup::{self, Application},
-    telemetry,
+    init_telemetry, sandbox, shutdown_signal, Application, Cli, Command, GatewayArgs, SandboxArgs,
 };
 use tokio::net::TcpListener;
 
@@ -64,11 +61,10 @@ fn main() -> ExitCode {
 }
 
 async fn run_gateway(args: GatewayArgs) -> Result<(), (u8, String)> {
-    let secret = std::env::var(config::CLIENT_SECRET_ENV).ok();
     let settings = args
-        .into_settings(secret)
+        .into_settings_from_env()
         .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-    let _telemetry = telemetry::init(settings.log_format, settings.otlp_endpoint.as_deref())
+    let _telemetry = init_telemetry(settings.log_format, settings.otlp_endpoint.as_deref())
         .map_err(|e| (EXIT_CONFIG, e))?;
     let (listen, admin_listen) = (settings.listen, settings.admin_listen);
     let mut app = Application::build(settings)
@@ -76,7 +72,7 @@ async fn run_gateway(args: GatewayArgs) -> Result<(), (u8, String)> {
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
     let listener = bind(listen).await?;
     app.serve_admin_on(bind(admin_listen).await?);
-    let shutdown = startup::shutdown_signal();
+    let shutdown = shutdown_signal();
     app.run(listener, shutdown)
         .await
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))
@@ -89,13 +85,8 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, (u8, String)> {
 }
 
 async fn run_sandbox(args: SandboxArgs) -> Result<(), (u8, String)> {
-    let _telemetry = telemetry::init(args.log_format, None).map_err(|e| (EXIT_CONFIG, e))?;
-    let config = SandboxConfig {
-        client_id: args.client_id,
-        client_secret: config::sandbox_secret(
-            std::env::var(config::SANDBOX_CLIENT_SECRET_ENV).ok(),
-        ),
-    };
+    let _telemetry = init_telemetry(args.log_format.into(), None).map_err(|e| (EXIT_CONFIG, e))?;
+    let config = args.config();
     let listener = TcpListener::bind(args.listen).await.map_err(|e| {
         (
             EXIT_RUNTIME,
@@ -106,7 +97,7 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), (u8, String)> {
         .local_addr()
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
     // Installed before the address is announced, so a SIGTERM right after it is a graceful stop.
-    let shutdown = startup::shutdown_signal();
+    let shutdown = shutdown_signal();
     tracing::warn!(%addr, client_id = %config.client_id, "fake KGeN upstream (sandbox) listening; every session is FAKE");
     sandbox::serve(listener, config, shutdown)
         .await

@@ -4,7 +4,7 @@
 #![no_main]
 
 use kgen_gateway::proto::CreateSessionResponse;
-use kgen_gateway::upstream::{parse_go_time, Session};
+use kgen_gateway::{parse_go_time, Session};
 use libfuzzer_sys::fuzz_target;
 
 fn check_time(raw: &str) {

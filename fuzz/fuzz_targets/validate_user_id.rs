@@ -2,7 +2,7 @@
 //! most 256 bytes of UTF-8, no control characters. Any disagreement, either way, is a failure.
 #![no_main]
 
-use kgen_gateway::service::validate_user_id;
+use kgen_gateway::validate_user_id;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,35 +3,37 @@
 use std::time::Duration;
 
 use tonic::{Code, Request};
-use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
     app::{settings_for, TestApp},
     assertions::assert_status,
-    upstreams::{slow_mock, ConnectionEvent, SilentUpstream},
+    fake_kgen::{FakeKgen, HeldRequest},
 };
 use kgen_gateway::proto::CreateSessionRequest;
 
 #[tokio::test]
 async fn upstream_timeout_maps_to_deadline_exceeded_upstream_timeout() {
-    let mock = slow_mock(Duration::from_secs(5)).await;
-    let mut settings = settings_for(&mock.uri());
+    let kgen = FakeKgen::start().await;
+    let mut settings = settings_for(&kgen.url());
     settings.upstream.timeout = Duration::from_millis(200);
     let app = TestApp::spawn(settings).await;
 
-    let status = app.create_session("FTC_User1").await.expect_err("too slow");
+    let status = app
+        .create_session("fault:delay:5000")
+        .await
+        .expect_err("too slow");
 
     assert_status(&status, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT");
 }
 
 #[tokio::test]
 async fn callers_deadline_shorter_than_the_upstream_timeout_wins() {
-    let mock = slow_mock(Duration::from_secs(5)).await;
-    let app = TestApp::with_upstream(&mock).await; // upstream timeout 5s
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await; // upstream timeout 5s
 
     let started = std::time::Instant::now();
     let status = app
-        .create_session_within("FTC_User1", Duration::from_millis(300))
+        .create_session_within("fault:delay:5000", Duration::from_millis(300))
         .await
         .expect_err("deadline");
 
@@ -44,13 +46,13 @@ async fn callers_deadline_shorter_than_the_upstream_timeout_wins() {
 
 #[tokio::test]
 async fn callers_deadline_longer_than_the_upstream_timeout_is_cut_to_it() {
-    let mock = slow_mock(Duration::from_secs(5)).await;
-    let mut settings = settings_for(&mock.uri());
+    let kgen = FakeKgen::start().await;
+    let mut settings = settings_for(&kgen.url());
     settings.upstream.timeout = Duration::from_millis(200);
     let app = TestApp::spawn(settings).await;
 
     let status = app
-        .create_session_within("FTC_User1", Duration::from_secs(30))
+        .create_session_within("fault:delay:5000", Duration::from_secs(30))
         .await
         .expect_err("upstream timeout");
 
@@ -59,13 +61,8 @@ async fn callers_deadline_longer_than_the_upstream_timeout_is_cut_to_it() {
 
 #[tokio::test]
 async fn an_already_expired_deadline_is_answered_without_calling_upstream() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(0)
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     let mut request = Request::new(CreateSessionRequest {
         user_id: "FTC_User1".into(),
@@ -80,45 +77,46 @@ async fn an_already_expired_deadline_is_answered_without_calling_upstream() {
         .expect_err("expired");
 
     assert_status(&status, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
+    assert!(kgen.received().is_empty(), "KGeN was not called");
 }
 
 #[tokio::test]
 async fn when_the_deadline_passes_the_upstream_request_is_dropped() {
-    let mut upstream = SilentUpstream::start().await;
-    let app = TestApp::spawn(settings_for(&upstream.url)).await;
+    let mut upstream = FakeKgen::start().await;
+    let app = TestApp::spawn(settings_for(&upstream.url())).await;
 
     let status = app
-        .create_session_within("FTC_User1", Duration::from_millis(300))
+        .create_session_within("fault:hold", Duration::from_millis(300))
         .await
         .expect_err("deadline");
 
     assert_status(&status, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
     assert_eq!(
-        upstream.next_event(Duration::from_secs(5)).await,
-        Some(ConnectionEvent::Accepted)
+        upstream.next_held_event(Duration::from_secs(5)).await,
+        Some(HeldRequest::Arrived)
     );
     assert_eq!(
-        upstream.next_event(Duration::from_secs(5)).await,
-        Some(ConnectionEvent::Closed),
+        upstream.next_held_event(Duration::from_secs(5)).await,
+        Some(HeldRequest::Closed),
         "the gateway closed the upstream connection instead of leaving the request running"
     );
 }
 
 #[tokio::test]
 async fn when_the_caller_cancels_the_upstream_request_is_dropped() {
-    let mut upstream = SilentUpstream::start().await;
-    let app = TestApp::spawn(settings_for(&upstream.url)).await; // upstream timeout 5s, no caller deadline
+    let mut upstream = FakeKgen::start().await;
+    let app = TestApp::spawn(settings_for(&upstream.url())).await; // upstream timeout 5s, no caller deadline
 
-    let mut call = Box::pin(app.create_session("FTC_User1"));
+    let mut call = Box::pin(app.create_session("fault:hold"));
     tokio::select! {
         _ = &mut call => panic!("the silent upstream never answers"),
-        event = upstream.next_event(Duration::from_secs(5)) => assert_eq!(event, Some(ConnectionEvent::Accepted)),
+        event = upstream.next_held_event(Duration::from_secs(5)) => assert_eq!(event, Some(HeldRequest::Arrived)),
     }
     drop(call); // the client resets the HTTP/2 stream: a cancellation
 
     assert_eq!(
-        upstream.next_event(Duration::from_secs(3)).await,
-        Some(ConnectionEvent::Closed),
+        upstream.next_held_event(Duration::from_secs(3)).await,
+        Some(HeldRequest::Closed),
         "cancellation reached the upstream well before the 5s upstream timeout"
     );
 }

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use kgen_gateway::config::{Cli, Settings};
+use kgen_gateway::{Cli, Settings};
 use tokio::net::TcpListener;
 use tokio_rustls::{
     rustls::{self, pki_types::PrivateKeyDer},
@@ -18,12 +18,12 @@ use tonic_types::StatusExt;
 use crate::support::{
     app::{channel, settings_for, TestApp, CLIENT_SECRET},
     assertions::{assert_status, upstream_status_of},
-    fault_upstream::FaultUpstream,
+    fake_kgen::{FakeKgen, HeldRequest},
 };
 
 const HEALTHY: &str = "healthy-player";
 
-async fn gateway_for(upstream: &FaultUpstream) -> TestApp {
+async fn gateway_for(upstream: &FakeKgen) -> TestApp {
     TestApp::spawn(settings_for(&upstream.url())).await
 }
 
@@ -60,56 +60,59 @@ async fn refused_connection_is_unreachable_after_three_attempts_then_recovers() 
         "refused connections are retried"
     );
 
-    let _upstream = FaultUpstream::start_at(addr).await; // KGeN comes back on the same address
+    let _upstream = FakeKgen::start_at(addr).await; // KGeN comes back on the same address
     assert_still_healthy(&app).await;
 }
 
 #[tokio::test]
 async fn connection_reset_mid_headers_is_unreachable() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
     let status = app
-        .create_session("reset-headers")
+        .create_session("fault:reset-headers")
         .await
         .expect_err("reset");
     let details = assert_status(&status, Code::Unavailable, "UPSTREAM_UNREACHABLE");
     // KGeN read the request before the reset: it may have created the session, so it is not retried.
     assert_eq!(attempts_of(&details).as_deref(), Some("1"));
-    assert_eq!(upstream.requests_for("reset-headers"), 1);
+    assert_eq!(upstream.requests_for("fault:reset-headers"), 1);
     assert_still_healthy(&app).await;
 }
 
 #[tokio::test]
 async fn connection_reset_mid_body_is_unreachable() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
-    let status = app.create_session("reset-body").await.expect_err("reset");
+    let status = app
+        .create_session("fault:reset-body")
+        .await
+        .expect_err("reset");
     assert_status(&status, Code::Unavailable, "UPSTREAM_UNREACHABLE");
     assert_still_healthy(&app).await;
 }
 
 #[tokio::test]
 async fn truncated_body_shorter_than_its_content_length_is_unreachable() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
     let status = app
-        .create_session("truncated")
+        .create_session("fault:truncated")
         .await
-        .expect_err("truncated");
+        .expect_err("fault:truncated");
     assert_status(&status, Code::Unavailable, "UPSTREAM_UNREACHABLE");
     assert_still_healthy(&app).await;
 }
 
 #[tokio::test]
 async fn slow_headers_past_the_deadline_are_deadline_exceeded() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
     let status = app
-        .create_session_within("slow-headers", Duration::from_millis(300))
+        .create_session_within("fault:slow-headers", Duration::from_millis(300))
         .await
         .expect_err("slow");
     assert_status(&status, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
@@ -118,31 +121,31 @@ async fn slow_headers_past_the_deadline_are_deadline_exceeded() {
 
 #[tokio::test]
 async fn a_body_trickling_past_the_deadline_is_deadline_exceeded() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
     let status = app
-        .create_session_within("trickle", Duration::from_millis(400))
+        .create_session_within("fault:trickle", Duration::from_millis(400))
         .await
-        .expect_err("trickle");
+        .expect_err("fault:trickle");
     assert_status(&status, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
     assert_still_healthy(&app).await;
 }
 
 #[tokio::test]
 async fn a_burst_of_5xx_that_recovers_is_retried_into_success() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
     let session = app
-        .create_session("flaky:2:burst")
+        .create_session("fault:flaky:2:burst")
         .await
         .expect("third attempt succeeds");
-    assert_eq!(session.user_id, "flaky:2:burst");
+    assert_eq!(session.user_id, "fault:flaky:2:burst");
     assert_eq!(upstream.requests_for("burst"), 3, "two 503s, then the 200");
 
     let status = app
-        .create_session("flaky:5:longer")
+        .create_session("fault:flaky:5:longer")
         .await
         .expect_err("outlasts the attempts");
     let details = assert_status(&status, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
@@ -153,11 +156,11 @@ async fn a_burst_of_5xx_that_recovers_is_retried_into_success() {
 
 #[tokio::test]
 async fn a_429_whose_retry_after_outlasts_the_deadline_is_not_retried() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
     let status = app
-        .create_session_within("status:429:30", Duration::from_secs(5))
+        .create_session_within("fault:status:429:30", Duration::from_secs(5))
         .await
         .expect_err("rate limited");
     let details = assert_status(&status, Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED");
@@ -166,29 +169,29 @@ async fn a_429_whose_retry_after_outlasts_the_deadline_is_not_retried() {
         Some(Duration::from_secs(30))
     );
     assert_eq!(attempts_of(&details).as_deref(), Some("1"));
-    assert_eq!(upstream.requests_for("status:429:30"), 1);
+    assert_eq!(upstream.requests_for("fault:status:429:30"), 1);
     assert_still_healthy(&app).await;
 }
 
 #[tokio::test]
 async fn non_retryable_statuses_are_sent_once() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
     for (user_id, code, reason) in [
         (
-            "status:400",
+            "fault:status:400",
             Code::InvalidArgument,
             "UPSTREAM_REJECTED_REQUEST",
         ),
         (
-            "status:401",
+            "fault:status:401",
             Code::Internal,
             "UPSTREAM_CREDENTIALS_REJECTED",
         ),
-        ("status:404", Code::NotFound, "UPSTREAM_NOT_FOUND"),
+        ("fault:status:404", Code::NotFound, "UPSTREAM_NOT_FOUND"),
         (
-            "status:422",
+            "fault:status:422",
             Code::InvalidArgument,
             "UPSTREAM_REJECTED_REQUEST",
         ),
@@ -203,10 +206,13 @@ async fn non_retryable_statuses_are_sent_once() {
 
 #[tokio::test]
 async fn an_html_error_page_with_200_is_a_bad_response() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
-    let status = app.create_session("html200").await.expect_err("html");
+    let status = app
+        .create_session("fault:malformed")
+        .await
+        .expect_err("html");
     let details = assert_status(&status, Code::Internal, "UPSTREAM_BAD_RESPONSE");
     assert_eq!(upstream_status_of(&details), None);
     assert_still_healthy(&app).await;
@@ -214,11 +220,11 @@ async fn an_html_error_page_with_200_is_a_bad_response() {
 
 #[tokio::test]
 async fn an_oversized_body_is_refused() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
     let status = app
-        .create_session("oversized")
+        .create_session("fault:oversized")
         .await
         .expect_err("too large");
     assert_status(&status, Code::Internal, "UPSTREAM_RESPONSE_TOO_LARGE");
@@ -227,11 +233,11 @@ async fn an_oversized_body_is_refused() {
 
 #[tokio::test]
 async fn an_invalid_utf8_body_is_a_bad_response() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
     let status = app
-        .create_session("invalid-utf8")
+        .create_session("fault:invalid-utf8")
         .await
         .expect_err("not UTF-8");
     assert_status(&status, Code::Internal, "UPSTREAM_BAD_RESPONSE");
@@ -240,10 +246,13 @@ async fn an_invalid_utf8_body_is_a_bad_response() {
 
 #[tokio::test]
 async fn deeply_nested_json_is_a_bad_response_not_a_stack_overflow() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
-    let status = app.create_session("nested").await.expect_err("too deep");
+    let status = app
+        .create_session("fault:nested")
+        .await
+        .expect_err("too deep");
     assert_status(&status, Code::Internal, "UPSTREAM_BAD_RESPONSE");
     assert_still_healthy(&app).await;
 }
@@ -285,7 +294,7 @@ fn pki(self_signed: bool) -> Pki {
 
 #[tokio::test]
 async fn a_self_signed_upstream_certificate_is_rejected_as_a_tls_error() {
-    let upstream = FaultUpstream::start_tls(pki(true).acceptor).await;
+    let upstream = FakeKgen::start_tls(pki(true).acceptor).await;
     let app = TestApp::spawn(settings_for(&upstream.https_url())).await;
 
     let status = app
@@ -321,7 +330,7 @@ async fn a_self_signed_upstream_certificate_is_rejected_as_a_tls_error() {
 #[tokio::test]
 async fn a_private_ca_passed_with_upstream_ca_file_is_trusted() {
     let pki = pki(false);
-    let upstream = FaultUpstream::start_tls(pki.acceptor).await;
+    let upstream = FakeKgen::start_tls(pki.acceptor).await;
     let ca_file = std::env::temp_dir().join(format!(
         "kgen-test-ca-{}-{}.pem",
         std::process::id(),
@@ -351,7 +360,7 @@ async fn a_private_ca_passed_with_upstream_ca_file_is_trusted() {
 
 #[tokio::test]
 async fn the_circuit_opens_on_a_run_of_failures_fails_fast_then_closes_after_probes() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let mut settings = settings_for(&upstream.url());
     settings.resilience.max_attempts = 1;
     settings.resilience.breaker.failure_threshold = 3;
@@ -360,7 +369,10 @@ async fn the_circuit_opens_on_a_run_of_failures_fails_fast_then_closes_after_pro
     let app = TestApp::spawn(settings).await;
 
     for _ in 0..3 {
-        let status = app.create_session("status:503").await.expect_err("503");
+        let status = app
+            .create_session("fault:status:503")
+            .await
+            .expect_err("503");
         assert_status(&status, Code::Unavailable, "UPSTREAM_UNAVAILABLE");
     }
     let open = app.create_session(HEALTHY).await.expect_err("breaker open");
@@ -414,7 +426,7 @@ async fn with_the_defaults_a_dead_upstream_trips_the_breaker_within_20_calls() {
 
 #[tokio::test]
 async fn overload_is_answered_at_once_while_admitted_calls_keep_succeeding() {
-    let upstream = FaultUpstream::start().await;
+    let mut upstream = FakeKgen::start().await;
     let mut settings = settings_for(&upstream.url());
     settings.resilience.max_concurrent_upstream = 3;
     settings.resilience.queue_timeout = Duration::from_millis(50);
@@ -427,14 +439,17 @@ async fn overload_is_answered_at_once_while_admitted_calls_keep_succeeding() {
             tokio::spawn(async move {
                 client
                     .create_session(kgen_gateway::proto::CreateSessionRequest {
-                        user_id: "hold".into(),
+                        user_id: "fault:hold".into(),
                     })
                     .await
             })
         })
         .collect();
-    while upstream.requests_for("hold") < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    for _ in 0..2 {
+        assert_eq!(
+            upstream.next_held_event(Duration::from_secs(5)).await,
+            Some(HeldRequest::Arrived)
+        );
     }
 
     // A burst of ten 200 ms calls shares the one slot left: some are admitted, the rest are shed quickly.
@@ -445,7 +460,7 @@ async fn overload_is_answered_at_once_while_admitted_calls_keep_succeeding() {
             tokio::spawn(async move {
                 client
                     .create_session(kgen_gateway::proto::CreateSessionRequest {
-                        user_id: "delay:200".into(),
+                        user_id: "fault:delay:200".into(),
                     })
                     .await
             })
@@ -480,20 +495,19 @@ async fn overload_is_answered_at_once_while_admitted_calls_keep_succeeding() {
 
 #[tokio::test]
 async fn caller_cancellation_frees_the_upstream_connection() {
-    let mut upstream = FaultUpstream::start().await;
+    let mut upstream = FakeKgen::start().await;
     let app = gateway_for(&upstream).await;
 
-    let mut call = Box::pin(app.create_session("hold"));
+    let mut call = Box::pin(app.create_session("fault:hold"));
     tokio::select! {
         _ = &mut call => panic!("held calls never finish"),
-        () = async { while upstream.requests_for("hold") == 0 { tokio::time::sleep(Duration::from_millis(5)).await } } => {}
+        event = upstream.next_held_event(Duration::from_secs(5)) => assert_eq!(event, Some(HeldRequest::Arrived)),
     }
     drop(call);
 
-    assert!(
-        upstream
-            .held_connection_closed(Duration::from_secs(3))
-            .await,
+    assert_eq!(
+        upstream.next_held_event(Duration::from_secs(3)).await,
+        Some(HeldRequest::Closed),
         "the upstream request was dropped"
     );
     assert_still_healthy(&app).await;

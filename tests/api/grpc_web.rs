@@ -7,22 +7,18 @@ use base64::{engine::general_purpose::STANDARD, Engine as _};
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use kgen_gateway::{
-    config::{Cli, GrpcWebSettings, Settings},
     proto::{CreateSessionRequest, CreateSessionResponse},
+    Cli, GrpcWebSettings, Settings,
 };
 use prost::Message as _;
-use serde_json::json;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
-use wiremock::{
-    matchers::{body_json, method, path},
-    Mock, MockServer, ResponseTemplate,
-};
 
 use crate::support::{
     app::{settings_for, single_attempt, TestApp, CLIENT_SECRET, CREATE_SESSION},
     assertions::assert_status,
-    upstreams::{example_session, slow_mock},
+    fake_kgen::{Answer, FakeKgen},
+    upstreams::example_session,
     wait::bounded,
 };
 
@@ -160,15 +156,17 @@ fn with_grpc_web(mut settings: Settings, origins: &[&str]) -> Settings {
     settings
 }
 
-async fn session_mock() -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/s2s/session/"))
-        .and(body_json(json!({ "user_id": "FTC_User1" })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
-        .mount(&mock)
-        .await;
-    mock
+/// A fake KGeN answering [`example_session`] to `POST /s2s/session/` for `FTC_User1`, and 404 to anything else.
+async fn session_kgen() -> FakeKgen {
+    let kgen = FakeKgen::start().await;
+    kgen.answer_with(|request| {
+        if request.path == "/s2s/session/" && request.user_id().as_deref() == Some("FTC_User1") {
+            Answer::json(200, example_session())
+        } else {
+            Answer::empty(404)
+        }
+    });
+    kgen
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -186,8 +184,8 @@ fn listed(headers: &HeaderMap, name: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_grpc_web_call_over_http1_returns_the_session_and_a_trailer_frame_with_status_0() {
-    let mock = session_mock().await;
-    let app = TestApp::spawn(with_grpc_web(settings_for(&mock.uri()), &[])).await;
+    let kgen = session_kgen().await;
+    let app = TestApp::spawn(with_grpc_web(settings_for(&kgen.url()), &[])).await;
 
     let answer = call(&app, "FTC_User1", false, &[]).await;
 
@@ -208,13 +206,13 @@ async fn a_grpc_web_call_over_http1_returns_the_session_and_a_trailer_frame_with
     let trailers = answer.trailers.as_ref().expect("a trailer frame");
     assert_eq!(header(trailers, "grpc-status"), Some("0"));
     assert_eq!(answer.grpc_status().code(), Code::Ok);
-    assert_eq!(mock.received_requests().await.unwrap().len(), 1);
+    assert_eq!(kgen.received().len(), 1);
 }
 
 #[tokio::test]
 async fn an_invalid_user_id_over_grpc_web_is_invalid_argument_with_a_bad_request_in_the_headers() {
-    let mock = session_mock().await;
-    let app = TestApp::spawn(with_grpc_web(settings_for(&mock.uri()), &[])).await;
+    let kgen = session_kgen().await;
+    let app = TestApp::spawn(with_grpc_web(settings_for(&kgen.url()), &[])).await;
 
     let answer = call(&app, " ", false, &[]).await;
 
@@ -228,13 +226,13 @@ async fn an_invalid_user_id_over_grpc_web_is_invalid_argument_with_a_bad_request
     let bad_request = details.bad_request().expect("a BadRequest");
     assert_eq!(bad_request.field_violations[0].field, "user_id");
     assert!(status.check_error_details().is_ok());
-    assert!(mock.received_requests().await.unwrap().is_empty());
+    assert!(kgen.received().is_empty());
 }
 
 #[tokio::test]
 async fn grpc_web_text_requests_are_answered_in_base64() {
-    let mock = session_mock().await;
-    let app = TestApp::spawn(with_grpc_web(settings_for(&mock.uri()), &[])).await;
+    let kgen = session_kgen().await;
+    let app = TestApp::spawn(with_grpc_web(settings_for(&kgen.url()), &[])).await;
 
     let answer = call(&app, "FTC_User1", true, &[]).await;
 
@@ -252,8 +250,8 @@ async fn grpc_web_text_requests_are_answered_in_base64() {
 
 #[tokio::test]
 async fn cors_grants_listed_origins_only_and_exposes_the_grpc_status_headers() {
-    let mock = session_mock().await;
-    let app = TestApp::spawn(with_grpc_web(settings_for(&mock.uri()), &[TOOLS])).await;
+    let kgen = session_kgen().await;
+    let app = TestApp::spawn(with_grpc_web(settings_for(&kgen.url()), &[TOOLS])).await;
     let preflight = |origin: &'static str| {
         http1()
             .request(
@@ -326,8 +324,8 @@ async fn cors_grants_listed_origins_only_and_exposes_the_grpc_status_headers() {
 
 #[tokio::test]
 async fn with_grpc_web_and_no_origins_non_browser_callers_work_but_no_origin_is_granted() {
-    let mock = session_mock().await;
-    let app = TestApp::spawn(with_grpc_web(settings_for(&mock.uri()), &[])).await;
+    let kgen = session_kgen().await;
+    let app = TestApp::spawn(with_grpc_web(settings_for(&kgen.url()), &[])).await;
 
     let answer = call(&app, "FTC_User1", false, &[("origin", TOOLS)]).await;
 
@@ -337,8 +335,8 @@ async fn with_grpc_web_and_no_origins_non_browser_callers_work_but_no_origin_is_
 
 #[tokio::test]
 async fn a_wildcard_allow_list_grants_every_origin_without_credentials() {
-    let mock = session_mock().await;
-    let app = TestApp::spawn(with_grpc_web(settings_for(&mock.uri()), &["*"])).await;
+    let kgen = session_kgen().await;
+    let app = TestApp::spawn(with_grpc_web(settings_for(&kgen.url()), &["*"])).await;
 
     let answer = call(
         &app,
@@ -358,8 +356,8 @@ async fn a_wildcard_allow_list_grants_every_origin_without_credentials() {
 
 #[tokio::test]
 async fn with_grpc_web_off_a_grpc_web_request_is_refused_with_415_and_never_reaches_kgen() {
-    let mock = session_mock().await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = session_kgen().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     for text in [false, true] {
         let answer = call(&app, "FTC_User1", text, &[("origin", TOOLS)]).await;
@@ -369,18 +367,15 @@ async fn with_grpc_web_off_a_grpc_web_request_is_refused_with_415_and_never_reac
         assert_eq!(header(&answer.headers, "grpc-status"), Some("12"));
         assert!(header(&answer.headers, "access-control-allow-origin").is_none());
     }
-    assert!(
-        mock.received_requests().await.unwrap().is_empty(),
-        "not served as a call"
-    );
+    assert!(kgen.received().is_empty(), "not served as a call");
     // Native gRPC is unaffected.
     app.create_session("FTC_User1").await.expect("native call");
 }
 
 #[tokio::test]
 async fn native_grpc_still_works_on_the_same_port_with_grpc_web_on() {
-    let mock = session_mock().await;
-    let app = TestApp::spawn(with_grpc_web(settings_for(&mock.uri()), &[TOOLS])).await;
+    let kgen = session_kgen().await;
+    let app = TestApp::spawn(with_grpc_web(settings_for(&kgen.url()), &[TOOLS])).await;
 
     let session = app.create_session("FTC_User1").await.expect("native call");
     let raw = app
@@ -401,7 +396,7 @@ async fn native_grpc_still_works_on_the_same_port_with_grpc_web_on() {
 
 #[tokio::test]
 async fn grpc_web_calls_need_the_caller_token_like_native_calls() {
-    let mock = session_mock().await;
+    let kgen = session_kgen().await;
     let tokens = std::env::temp_dir().join(format!(
         "kgen-grpc-web-tokens-{}-{}",
         std::process::id(),
@@ -413,7 +408,7 @@ async fn grpc_web_calls_need_the_caller_token_like_native_calls() {
         "--client-id",
         "test-client",
         "--upstream-url",
-        &mock.uri(),
+        &kgen.url(),
         "--caller-tokens-file",
         tokens.to_str().unwrap(),
         "--grpc-web",
@@ -451,7 +446,7 @@ async fn grpc_web_calls_need_the_caller_token_like_native_calls() {
     assert_eq!(accepted.grpc_status().code(), Code::Ok);
     assert_eq!(accepted.session().user_id, "FTC_User1");
     assert_eq!(
-        mock.received_requests().await.unwrap().len(),
+        kgen.received().len(),
         1,
         "only the authenticated call reached KGeN"
     );
@@ -459,15 +454,15 @@ async fn grpc_web_calls_need_the_caller_token_like_native_calls() {
 
 #[tokio::test]
 async fn grpc_web_calls_honour_grpc_timeout_with_the_gateways_own_deadline_exceeded() {
-    let mock = slow_mock(Duration::from_secs(5)).await;
+    let kgen = FakeKgen::start().await;
     let app = TestApp::spawn(with_grpc_web(
-        single_attempt(settings_for(&mock.uri())),
+        single_attempt(settings_for(&kgen.url())),
         &[],
     ))
     .await;
 
     let started = Instant::now();
-    let answer = call(&app, "FTC_User1", false, &[("grpc-timeout", "200m")]).await;
+    let answer = call(&app, "fault:delay:5000", false, &[("grpc-timeout", "200m")]).await;
 
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -483,15 +478,15 @@ async fn grpc_web_calls_honour_grpc_timeout_with_the_gateways_own_deadline_excee
 
 #[tokio::test]
 async fn grpc_web_calls_are_counted_in_the_metrics_and_echo_the_request_id() {
-    let mock = session_mock().await;
-    let app = TestApp::spawn(with_grpc_web(settings_for(&mock.uri()), &[])).await;
+    let kgen = session_kgen().await;
+    let app = TestApp::spawn(with_grpc_web(settings_for(&kgen.url()), &[])).await;
 
     let ok = call(&app, "FTC_User1", false, &[("x-request-id", "web-req-1")]).await;
     let invalid = call(&app, " ", true, &[]).await;
 
     assert_eq!(header(&ok.headers, "x-request-id"), Some("web-req-1"));
     assert!(header(&invalid.headers, "x-request-id").is_some_and(|id| !id.is_empty()));
-    let received = &mock.received_requests().await.unwrap()[0];
+    let received = &kgen.received()[0];
     assert_eq!(
         received
             .headers

@@ -9,8 +9,8 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::{body::Frame, client::conn::http2::SendRequest};
 use hyper_util::rt::TokioIo;
 use kgen_gateway::{
-    config::Settings,
     proto::{session_service_client::SessionServiceClient, CreateSessionRequest},
+    Settings,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -394,7 +394,7 @@ async fn at_the_connection_limit_the_longest_idle_connection_makes_room_for_a_ne
 async fn idle_sockets_cannot_starve_the_admin_listener() {
     let app = TestApp::spawn(sandboxed()).await;
     let mut idle = Vec::new();
-    for _ in 0..(kgen_gateway::admin::ADMIN_MAX_CONNECTIONS + 10) {
+    for _ in 0..(kgen_gateway::ADMIN_MAX_CONNECTIONS + 10) {
         idle.push(TcpStream::connect(app.admin_addr).await.unwrap());
     }
 
@@ -410,8 +410,8 @@ async fn an_authorization_header_that_is_not_ascii_is_reported_as_such() {
     let mut settings = sandboxed();
     settings.caller_tokens = Some((
         tokens.clone(),
-        std::sync::Arc::new(kgen_gateway::auth::CallerAuth::new(
-            kgen_gateway::auth::load(&tokens).expect("tokens"),
+        std::sync::Arc::new(kgen_gateway::CallerAuth::new(
+            kgen_gateway::CallerTokens::load(&tokens).expect("tokens"),
         )),
     ));
     let app = TestApp::spawn(settings).await;

@@ -1,17 +1,18 @@
 //! Health checking and server reflection, as grpcurl, buf curl and Kubernetes probes use them.
 
+use crate::support::{
+    app::{channel, TestApp},
+    fake_kgen::FakeKgen,
+};
 use tokio_stream::StreamExt;
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
-use wiremock::MockServer;
-
-use crate::support::app::{channel, TestApp};
 
 #[tokio::test]
 async fn health_is_serving_for_the_server_and_the_session_service() {
-    let mock = MockServer::start().await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
     let mut health = HealthClient::new(channel(app.addr).await);
 
     for service in ["", "kgen.session.v1.SessionService"] {
@@ -46,8 +47,8 @@ async fn reflection_v1_lists_and_describes_the_session_service() {
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
         ServerReflectionRequest,
     };
-    let mock = MockServer::start().await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
     let mut client = ServerReflectionClient::new(channel(app.addr).await);
 
     let requests = tokio_stream::iter([
@@ -95,8 +96,8 @@ async fn reflection_v1alpha_is_served_for_older_tools() {
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
         ServerReflectionRequest,
     };
-    let mock = MockServer::start().await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
     let mut client = ServerReflectionClient::new(channel(app.addr).await);
 
     let requests = tokio_stream::iter([ServerReflectionRequest {

@@ -3,19 +3,16 @@
 use std::time::Duration;
 
 use tonic::Code;
-use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
 
-use crate::support::app::{bare_h2, settings_for, TestApp};
+use crate::support::{
+    app::{bare_h2, settings_for, TestApp},
+    fake_kgen::FakeKgen,
+};
 
 #[tokio::test]
 async fn requests_over_the_size_limit_are_refused_before_any_upstream_call() {
-    let mock = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200))
-        .expect(0)
-        .mount(&mock)
-        .await;
-    let mut settings = settings_for(&mock.uri());
+    let kgen = FakeKgen::start().await;
+    let mut settings = settings_for(&kgen.url());
     settings.server.max_request_size = 4 * 1024;
     let app = TestApp::spawn(settings).await;
 
@@ -25,12 +22,13 @@ async fn requests_over_the_size_limit_are_refused_before_any_upstream_call() {
         .expect_err("too large");
 
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(kgen.received().is_empty(), "KGeN was not called");
 }
 
 #[tokio::test]
 async fn connections_older_than_the_max_age_are_asked_to_go_away() {
-    let mock = MockServer::start().await;
-    let mut settings = settings_for(&mock.uri());
+    let kgen = FakeKgen::start().await;
+    let mut settings = settings_for(&kgen.url());
     settings.server.max_connection_age = Duration::from_millis(200);
     settings.server.max_connection_age_grace = Duration::from_millis(500);
     let app = TestApp::spawn(settings).await;

@@ -1,5 +1,5 @@
-//! Integration tests: the real gateway on `127.0.0.1:0`, called by a real tonic client over TCP, in front of
-//! `wiremock`, raw TCP stand-ins for broken upstreams, or the embedded sandbox.
+//! Integration tests: the real gateway on `127.0.0.1:0`, called by a real tonic client over TCP, in front of the
+//! one KGeN stand-in (`support::fake_kgen`, with the sandbox's `fault:` grammar) or the embedded sandbox.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
 
 // What the test modules below share; it holds no tests.

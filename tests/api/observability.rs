@@ -5,15 +5,12 @@ use std::time::Duration;
 use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
 use serde_json::json;
 use tonic::{Code, Request};
-use wiremock::{
-    matchers::{body_json, header, header_exists, method},
-    Mock, MockServer, ResponseTemplate,
-};
 
 use crate::support::{
     app::{settings_for, single_attempt, TestApp, CLIENT_ID, CLIENT_SECRET},
+    fake_kgen::{Answer, FakeKgen},
     process::RunningBinary,
-    upstreams::{example_session, until_upstream_called},
+    upstreams::{example_kgen, example_session},
     wait::bounded,
 };
 
@@ -24,20 +21,14 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_real_calls_by_method_code_and_upstream_status() {
-    let mock = MockServer::start().await;
-    Mock::given(body_json(json!({ "user_id": "good" })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
-        .mount(&mock)
-        .await;
-    Mock::given(body_json(json!({ "user_id": "bad" })))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&mock)
-        .await;
-    let app = TestApp::spawn(single_attempt(settings_for(&mock.uri()))).await;
+    let kgen = example_kgen().await;
+    let app = TestApp::spawn(single_attempt(settings_for(&kgen.url()))).await;
 
     app.create_session("good").await.expect("ok");
     app.create_session("good").await.expect("ok");
-    app.create_session("bad").await.expect_err("503");
+    app.create_session("fault:status:503")
+        .await
+        .expect_err("503");
     app.create_session("").await.expect_err("invalid");
 
     let (status, text) = app.admin_get("/metrics").await;
@@ -96,12 +87,9 @@ async fn metrics_count_real_calls_by_method_code_and_upstream_status() {
 
 #[tokio::test]
 async fn retries_and_an_open_breaker_show_in_the_metrics() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await; // 3 attempts, breaker after 5 failures
+    let kgen = FakeKgen::start().await;
+    kgen.answer(Answer::empty(503));
+    let app = TestApp::with_upstream(&kgen).await; // 3 attempts, breaker after 5 failures
 
     for _ in 0..3 {
         let _ = app.create_session("u").await;
@@ -121,8 +109,8 @@ async fn retries_and_an_open_breaker_show_in_the_metrics() {
 
 #[tokio::test]
 async fn probes_answer_on_the_admin_listener() {
-    let mock = MockServer::start().await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     assert_eq!(app.admin_get("/healthz").await.0, 200);
     assert_eq!(app.admin_get("/readyz").await.0, 200);
@@ -131,20 +119,12 @@ async fn probes_answer_on_the_admin_listener() {
 
 #[tokio::test]
 async fn readiness_turns_503_while_the_gateway_drains() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(example_session())
-                .set_delay(Duration::from_millis(800)),
-        )
-        .mount(&mock)
-        .await;
-    let mut settings = settings_for(&mock.uri());
+    let kgen = example_kgen().await;
+    let mut settings = settings_for(&kgen.url());
     settings.shutdown_grace = Duration::from_secs(5);
     let mut app = TestApp::spawn(settings).await;
-    let in_flight = app.spawn_call("u");
-    until_upstream_called(&mock).await;
+    let in_flight = app.spawn_call("fault:delay:800");
+    kgen.until_called().await;
 
     let _ = app.shutdown_handle().send(());
     let mut saw_not_ready = false;
@@ -165,16 +145,8 @@ async fn readiness_turns_503_while_the_gateway_drains() {
 #[tokio::test]
 async fn the_callers_request_id_and_trace_context_travel_upstream_and_back() {
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(header("x-request-id", "req-abc-123"))
-        .and(header("traceparent", traceparent))
-        .and(header("tracestate", "vendor=opaque"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
-        .expect(1)
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = example_kgen().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     let mut request = Request::new(CreateSessionRequest {
         user_id: "FTC_User1".into(),
@@ -199,20 +171,30 @@ async fn the_callers_request_id_and_trace_context_travel_upstream_and_back() {
         response.metadata().get("x-request-id").unwrap(),
         "req-abc-123"
     );
+    let received = kgen.received();
+    assert_eq!(received.len(), 1, "one request");
+    for (name, value) in [
+        ("x-request-id", "req-abc-123"),
+        ("traceparent", traceparent),
+        ("tracestate", "vendor=opaque"),
+    ] {
+        assert_eq!(
+            received[0].header(name),
+            Some(value),
+            "{name} travels upstream"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_request_id_is_generated_when_absent_and_returned_on_errors_too() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(header_exists("x-request-id"))
-        .respond_with(ResponseTemplate::new(404))
-        .expect(1)
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
-    let status = app.create_session("FTC_User1").await.expect_err("404");
+    let status = app
+        .create_session("fault:status:404")
+        .await
+        .expect_err("404");
 
     assert_eq!(status.code(), Code::NotFound);
     let id = status
@@ -222,7 +204,9 @@ async fn a_request_id_is_generated_when_absent_and_returned_on_errors_too() {
         .to_str()
         .unwrap();
     assert_eq!(id.len(), 36, "a fresh UUID: {id}");
-    let sent = &mock.received_requests().await.unwrap()[0];
+    let received = kgen.received();
+    assert_eq!(received.len(), 1, "one request");
+    let sent = &received[0];
     assert_eq!(
         sent.headers.get("x-request-id").unwrap().to_str().unwrap(),
         id,
@@ -230,9 +214,9 @@ async fn a_request_id_is_generated_when_absent_and_returned_on_errors_too() {
     );
 }
 
-/// Runs the real binary with JSON debug logs against `mock`, makes `calls`, stops it, returns its log lines.
-async fn logs_of_binary(mock: &MockServer, calls: &[(&str, &str)]) -> Vec<String> {
-    let uri = mock.uri();
+/// Runs the real binary with JSON debug logs against `kgen`, makes `calls`, stops it, returns its log lines.
+async fn logs_of_binary(kgen: &FakeKgen, calls: &[(&str, &str)]) -> Vec<String> {
+    let uri = kgen.url();
     let gateway = RunningBinary::gateway(
         &[
             "--listen",
@@ -277,27 +261,27 @@ async fn logs_of_binary(mock: &MockServer, calls: &[(&str, &str)]) -> Vec<String
 
 #[tokio::test]
 async fn logs_of_a_good_and_a_failed_call_never_hold_secrets_tokens_or_contact_details() {
-    let mock = MockServer::start().await;
+    let kgen = FakeKgen::start().await;
     let mut session = example_session();
     session["access_token"] = json!("eyJ-access-token-SECRET");
     session["refresh_token"] = json!("eyJ-refresh-token-SECRET");
     session["email"] = json!("gamer@example.com");
     session["phonenumber"] = json!("+919876543210");
     session["linked_phone"] = json!("+911112223334");
-    Mock::given(body_json(json!({ "user_id": "good-user" })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(session))
-        .mount(&mock)
-        .await;
-    // A failure whose body echoes the secret and a token back.
-    Mock::given(body_json(json!({ "user_id": "bad-user" })))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
-            "message": format!("internal error for secret {CLIENT_SECRET} token eyJ-access-token-SECRET")
-        })))
-        .mount(&mock)
-        .await;
+    kgen.answer_with(move |request| match request.user_id().as_deref() {
+        Some("good-user") => Answer::json(200, session.clone()),
+        // A failure whose body echoes the secret and a token back.
+        Some("bad-user") => Answer::json(
+            500,
+            json!({
+                "message": format!("internal error for secret {CLIENT_SECRET} token eyJ-access-token-SECRET")
+            }),
+        ),
+        _ => Answer::empty(404),
+    });
 
     let logs = logs_of_binary(
-        &mock,
+        &kgen,
         &[("good-user", "req-good-1"), ("bad-user", "req-bad-2")],
     )
     .await;

@@ -1,23 +1,23 @@
 //! Span export over OTLP/HTTP (only with `--features otlp`; CI runs it as its own step).
 #![cfg(feature = "otlp")]
 
-use crate::support::process::RunningBinary;
-use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
-use wiremock::{
-    matchers::{header, method, path},
-    Mock, MockServer, ResponseTemplate,
+use crate::support::{
+    fake_kgen::{Answer, FakeKgen},
+    process::RunningBinary,
 };
+use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
 
 #[tokio::test]
 async fn spans_of_calls_are_exported_to_the_otlp_collector() {
-    let collector = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/traces"))
-        .and(header("content-type", "application/x-protobuf"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&collector)
-        .await;
-    let uri = collector.uri();
+    // The stand-in records any HTTP/1.1 request, so it serves as the collector: 200 to an OTLP/HTTP export.
+    let collector = FakeKgen::start().await;
+    collector.answer_with(|request| {
+        let export = request.method == "POST"
+            && request.path == "/v1/traces"
+            && request.header("content-type") == Some("application/x-protobuf");
+        Answer::empty(if export { 200 } else { 404 })
+    });
+    let uri = collector.url();
     let gateway = RunningBinary::gateway(
         &[
             "--sandbox",
@@ -47,7 +47,7 @@ async fn spans_of_calls_are_exported_to_the_otlp_collector() {
     let (code, _) = gateway.stop().await;
     assert_eq!(code, Some(0));
 
-    let exported = collector.received_requests().await.unwrap();
+    let exported = collector.received();
     assert!(!exported.is_empty(), "spans reached the collector");
     let body: Vec<u8> = exported.iter().flat_map(|r| r.body.clone()).collect();
     let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);

@@ -2,10 +2,8 @@
 //! briefly on every `cargo test`.
 
 use kgen_gateway::{
-    error::{sanitize_upstream_message, MAX_UPSTREAM_MESSAGE_CHARS},
-    proto::CreateSessionResponse,
-    service::validate_user_id,
-    upstream::{parse_go_time, Session},
+    parse_go_time, proto::CreateSessionResponse, sanitize_upstream_message, validate_user_id,
+    Session, MAX_UPSTREAM_MESSAGE_CHARS,
 };
 use proptest::prelude::*;
 

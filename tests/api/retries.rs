@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use kgen_gateway::{
-    config::Settings, proto::CreateSessionRequest, retry_policy::RetryOn,
-    service::RETRIED_AFTER_AMBIGUOUS,
-};
+use kgen_gateway::{proto::CreateSessionRequest, RetryOn, Settings, RETRIED_AFTER_AMBIGUOUS};
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -14,11 +11,11 @@ use tonic_types::StatusExt;
 use crate::support::{
     app::{settings_for, settings_from, TestApp},
     assertions::assert_status,
-    fault_upstream::FaultUpstream,
+    fake_kgen::FakeKgen,
     files::Scratch,
 };
 
-async fn gateway_with(upstream: &FaultUpstream, retry_on: Option<&str>) -> TestApp {
+async fn gateway_with(upstream: &FakeKgen, retry_on: Option<&str>) -> TestApp {
     let mut settings: Settings = settings_for(&upstream.url());
     if let Some(policy) = retry_on {
         settings.resilience.retry_on = RetryOn::parse(policy).expect("policy");
@@ -35,11 +32,11 @@ fn attempts_of(status: &tonic::Status) -> Option<String> {
 
 #[tokio::test]
 async fn by_default_a_500_502_504_or_409_is_sent_to_kgen_exactly_once() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_with(&upstream, None).await;
 
     for code in [500, 502, 504, 409] {
-        let user_id = format!("status:{code}");
+        let user_id = format!("fault:status:{code}");
         let status = app.create_session(&user_id).await.expect_err("fails");
 
         assert_eq!(
@@ -53,11 +50,11 @@ async fn by_default_a_500_502_504_or_409_is_sent_to_kgen_exactly_once() {
 
 #[tokio::test]
 async fn by_default_a_503_a_429_and_a_408_are_retried() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_with(&upstream, None).await;
 
     for code in [503, 429, 408] {
-        let user_id = format!("status:{code}");
+        let user_id = format!("fault:status:{code}");
         let status = app.create_session(&user_id).await.expect_err("fails");
 
         assert_eq!(
@@ -84,43 +81,43 @@ async fn by_default_a_refused_connection_is_retried() {
 
 #[tokio::test]
 async fn by_default_a_reset_after_kgen_read_the_request_is_not_retried() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_with(&upstream, None).await;
 
     let status = app
-        .create_session("reset-headers")
+        .create_session("fault:reset-headers")
         .await
         .expect_err("reset");
 
     assert_status(&status, Code::Unavailable, "UPSTREAM_UNREACHABLE");
-    assert_eq!(upstream.requests_for("reset-headers"), 1);
+    assert_eq!(upstream.requests_for("fault:reset-headers"), 1);
     assert_eq!(attempts_of(&status).as_deref(), Some("1"));
 }
 
 #[tokio::test]
 async fn with_retry_on_reset_a_reset_is_retried() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_with(&upstream, Some("connect-failure,reset")).await;
 
     let status = app
-        .create_session("reset-headers")
+        .create_session("fault:reset-headers")
         .await
         .expect_err("reset");
 
-    assert_eq!(upstream.requests_for("reset-headers"), 3);
+    assert_eq!(upstream.requests_for("fault:reset-headers"), 3);
     assert_eq!(attempts_of(&status).as_deref(), Some("3"));
 }
 
 #[tokio::test]
 async fn a_safe_retry_into_success_carries_no_staleness_metadata() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_with(&upstream, None).await;
 
     let response = app
         .client
         .clone()
         .create_session(CreateSessionRequest {
-            user_id: "flaky:1:safe".to_owned(),
+            user_id: "fault:flaky:1:safe".to_owned(),
         })
         .await
         .expect("the retry succeeds");
@@ -131,14 +128,14 @@ async fn a_safe_retry_into_success_carries_no_staleness_metadata() {
 
 #[tokio::test]
 async fn with_retry_on_5xx_a_502_is_retried_and_the_session_says_it_may_be_stale() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = gateway_with(&upstream, Some("connect-failure,refused-stream,5xx")).await;
 
     let response = app
         .client
         .clone()
         .create_session(CreateSessionRequest {
-            user_id: "flaky:1:lb:502".to_owned(),
+            user_id: "fault:flaky:1:lb:502".to_owned(),
         })
         .await
         .expect("the retry succeeds");
@@ -160,7 +157,7 @@ async fn with_retry_on_5xx_a_502_is_retried_and_the_session_says_it_may_be_stale
 
 #[tokio::test]
 async fn a_tenant_may_have_its_own_retry_policy() {
-    let upstream = FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let scratch = Scratch::new("retry-on-tenant");
     scratch.write("bold.secret", "bold-secret");
     let file = scratch.write(
@@ -181,19 +178,19 @@ async fn a_tenant_may_have_its_own_retry_policy() {
     let app = TestApp::spawn(settings).await;
 
     let mut request = tonic::Request::new(CreateSessionRequest {
-        user_id: "flaky:1:bold:502".to_owned(),
+        user_id: "fault:flaky:1:bold:502".to_owned(),
     });
     request
         .metadata_mut()
         .insert("x-kgen-tenant", "bold".parse().unwrap());
     let bold = app.client.clone().create_session(request).await;
-    let plain = app.create_session("status:502").await;
+    let plain = app.create_session("fault:status:502").await;
 
     assert!(bold.is_ok(), "the tenant retries 5xx: {bold:?}");
     assert_eq!(upstream.requests_for("bold"), 2);
     assert!(plain.is_err());
     assert_eq!(
-        upstream.requests_for("status:502"),
+        upstream.requests_for("fault:status:502"),
         1,
         "the flags' tenant keeps the default"
     );
@@ -201,7 +198,7 @@ async fn a_tenant_may_have_its_own_retry_policy() {
 
 #[tokio::test]
 async fn an_invalid_retry_on_is_refused_naming_the_setting() {
-    let error = <kgen_gateway::config::Cli as clap::Parser>::try_parse_from([
+    let error = <kgen_gateway::Cli as clap::Parser>::try_parse_from([
         "kgen-gateway",
         "--sandbox",
         "--retry-on",

@@ -3,17 +3,17 @@
 use std::time::Duration;
 
 use kgen_gateway::{
-    config::Settings,
     proto::{CreateSessionRequest, CreateSessionResponse},
     sandbox::{self, SandboxConfig},
+    Settings,
 };
 use serde_json::json;
 use tonic::{Code, Request, Status};
-use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
     app::{settings_for, settings_from, single_attempt, TestApp, CLIENT_ID},
     assertions::{assert_status, upstream_status_of},
+    fake_kgen::{Answer, FakeKgen},
     files::Scratch,
     wait::{bounded, within_5s},
 };
@@ -199,16 +199,13 @@ async fn standalone_sandbox_speaks_http1_and_h2c() {
 
 /// A stand-in for a real upstream that would answer every call: a call reaching it would not fail, it would get
 /// the wrong session.
-async fn real_upstream() -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "session_id": "from-a-real-upstream" })),
-        )
-        .mount(&mock)
-        .await;
-    mock
+async fn real_upstream() -> FakeKgen {
+    let kgen = FakeKgen::start().await;
+    kgen.answer(Answer::json(
+        200,
+        json!({ "session_id": "from-a-real-upstream" }),
+    ));
+    kgen
 }
 
 async fn call_as(
@@ -261,7 +258,7 @@ async fn in_sandbox_mode_every_tenant_calls_the_sandbox_from_the_first_call_and_
              [tenants.alpha]\nclient_id = \"alpha-id\"\nclient_secret_file = \"alpha.secret\"\n\
              [tenants.beta]\nclient_id = \"beta-id\"\nclient_secret_file = \"beta.secret\"\n\
              upstream_url = \"{}\"\n{extra}",
-            explicit.uri()
+            explicit.url()
         )
     };
     let file = scratch.write("tenants.toml", &tenants(""));
@@ -273,7 +270,7 @@ async fn in_sandbox_mode_every_tenant_calls_the_sandbox_from_the_first_call_and_
     let settings = settings_from(&[
         "--sandbox",
         "--upstream-url",
-        &fallback.uri(),
+        &fallback.url(),
         "--client-id",
         CLIENT_ID,
         "--tenants-file",
@@ -308,7 +305,7 @@ async fn in_sandbox_mode_every_tenant_calls_the_sandbox_from_the_first_call_and_
         &tenants(&format!(
             "[tenants.gamma]\nclient_id = \"gamma-id\"\nclient_secret_file = \"alpha.secret\"\n\
              upstream_url = \"{}\"\n",
-            explicit.uri()
+            explicit.url()
         )),
     );
     assert!(
@@ -323,12 +320,12 @@ async fn in_sandbox_mode_every_tenant_calls_the_sandbox_from_the_first_call_and_
     }
 
     assert_eq!(
-        fallback.received_requests().await.unwrap_or_default().len(),
+        fallback.received().len(),
         0,
         "nothing went to --upstream-url"
     );
     assert_eq!(
-        explicit.received_requests().await.unwrap_or_default().len(),
+        explicit.received().len(),
         0,
         "nothing went to a tenant's upstream_url"
     );

@@ -9,16 +9,13 @@ use tonic::{
     Code, Request,
 };
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
-use wiremock::{
-    matchers::{header, method},
-    Mock, MockServer, ResponseTemplate,
-};
 
 use crate::support::{
     app::{settings_from, TestApp, CLIENT_ID},
     assertions::assert_status,
+    fake_kgen::{Answer, FakeKgen},
     files::Scratch,
-    upstreams::example_session,
+    upstreams::example_kgen,
     wait::{bounded, within_5s},
 };
 
@@ -71,25 +68,16 @@ async fn tls_client(
     bounded("a TLS connection to the gateway", endpoint.connect()).await
 }
 
-async fn session_mock() -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
-        .mount(&mock)
-        .await;
-    mock
-}
-
 #[tokio::test]
 async fn the_gateway_serves_grpc_over_tls() {
-    let (mock, pki, scratch) = (session_mock().await, pki(), Scratch::new("tls"));
+    let (kgen, pki, scratch) = (example_kgen().await, pki(), Scratch::new("tls"));
     let cert = scratch.write("tls.crt", &pki.server_cert);
     let key = scratch.write("tls.key", &pki.server_key);
     let settings = settings_from(&[
         "--client-id",
         CLIENT_ID,
         "--upstream-url",
-        &mock.uri(),
+        &kgen.url(),
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
@@ -113,7 +101,7 @@ async fn the_gateway_serves_grpc_over_tls() {
 
 #[tokio::test]
 async fn with_a_client_ca_only_callers_presenting_a_certificate_get_in() {
-    let (mock, pki, scratch) = (session_mock().await, pki(), Scratch::new("mtls"));
+    let (kgen, pki, scratch) = (example_kgen().await, pki(), Scratch::new("mtls"));
     let cert = scratch.write("tls.crt", &pki.server_cert);
     let key = scratch.write("tls.key", &pki.server_key);
     let ca = scratch.write("client-ca.crt", &pki.ca_pem);
@@ -121,7 +109,7 @@ async fn with_a_client_ca_only_callers_presenting_a_certificate_get_in() {
         "--client-id",
         CLIENT_ID,
         "--upstream-url",
-        &mock.uri(),
+        &kgen.url(),
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
@@ -169,7 +157,7 @@ fn bearer(user_id: &str, token: Option<&str>) -> Request<CreateSessionRequest> {
 
 #[tokio::test]
 async fn caller_tokens_gate_sessions_but_not_health_or_reflection() {
-    let (mock, scratch) = (session_mock().await, Scratch::new("auth"));
+    let (kgen, scratch) = (example_kgen().await, Scratch::new("auth"));
     let tokens = scratch.write(
         "callers",
         "# who may call\nbilling:tok-billing-1\n\nmatchmaker:tok-match-2\n",
@@ -178,7 +166,7 @@ async fn caller_tokens_gate_sessions_but_not_health_or_reflection() {
         "--client-id",
         CLIENT_ID,
         "--upstream-url",
-        &mock.uri(),
+        &kgen.url(),
         "--caller-tokens-file",
         tokens.to_str().unwrap(),
     ]);
@@ -201,10 +189,7 @@ async fn caller_tokens_gate_sessions_but_not_health_or_reflection() {
             status.message()
         );
     }
-    assert!(
-        mock.received_requests().await.unwrap().is_empty(),
-        "refused calls never reach KGeN"
-    );
+    assert!(kgen.received().is_empty(), "refused calls never reach KGeN");
 
     let session = client
         .create_session(bearer("u", Some("tok-billing-1")))
@@ -237,27 +222,19 @@ async fn caller_tokens_gate_sessions_but_not_health_or_reflection() {
 async fn a_rotated_client_secret_reaches_the_upstream_without_a_restart_or_dropped_calls() {
     let scratch = Scratch::new("rotate");
     let secret_file = scratch.write("client-secret", "secret-one\n");
-    let mock = MockServer::start().await;
-    for secret in ["secret-one", "secret-two"] {
-        Mock::given(method("POST"))
-            .and(header("x-client-secret", secret))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(json!({ "session_id": format!("via-{secret}") }))
-                    .set_delay(Duration::from_millis(if secret == "secret-one" {
-                        300
-                    } else {
-                        0
-                    })),
-            )
-            .mount(&mock)
-            .await;
-    }
+    let kgen = FakeKgen::start().await;
+    // A session naming the secret it was asked with.
+    kgen.answer_with(|request| match request.header("x-client-secret") {
+        Some(secret @ ("secret-one" | "secret-two")) => {
+            Answer::json(200, json!({ "session_id": format!("via-{secret}") }))
+        }
+        _ => Answer::json(404, json!({ "message": "no such secret" })),
+    });
     let settings = settings_from(&[
         "--client-id",
         CLIENT_ID,
         "--upstream-url",
-        &mock.uri(),
+        &kgen.url(),
         "--client-secret-file",
         secret_file.to_str().unwrap(),
     ]);
@@ -270,7 +247,7 @@ async fn a_rotated_client_secret_reaches_the_upstream_without_a_restart_or_dropp
     // A call in flight while the secret rotates finishes with the secret it started with.
     let in_flight = {
         let mut client = app.client.clone();
-        tokio::spawn(async move { client.create_session(bearer("slow", None)).await })
+        tokio::spawn(async move { client.create_session(bearer("fault:delay:300", None)).await })
     };
     scratch.write("client-secret", "secret-two\n");
     assert!(
@@ -303,13 +280,13 @@ async fn a_rotated_client_secret_reaches_the_upstream_without_a_restart_or_dropp
 
 #[tokio::test]
 async fn rotated_caller_tokens_take_effect_without_a_restart() {
-    let (mock, scratch) = (session_mock().await, Scratch::new("rotate-tokens"));
+    let (kgen, scratch) = (example_kgen().await, Scratch::new("rotate-tokens"));
     let tokens = scratch.write("callers", "billing:tok-old\n");
     let settings = settings_from(&[
         "--client-id",
         CLIENT_ID,
         "--upstream-url",
-        &mock.uri(),
+        &kgen.url(),
         "--caller-tokens-file",
         tokens.to_str().unwrap(),
     ]);

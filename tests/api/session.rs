@@ -1,31 +1,28 @@
 //! The happy path: what is sent upstream, and what comes back.
 
-use kgen_gateway::upstream::USER_AGENT;
+use kgen_gateway::USER_AGENT;
 use prost_types::Timestamp;
 use serde_json::json;
-use wiremock::{
-    matchers::{body_json, header, method, path},
-    Mock, MockServer, ResponseTemplate,
-};
 
 use crate::support::{
     app::{TestApp, CLIENT_ID, CLIENT_SECRET},
     assertions::assert_status,
-    upstreams::example_session,
+    fake_kgen::{Answer, FakeKgen},
+    upstreams::example_kgen,
 };
 
 #[tokio::test]
 async fn success_mirrors_every_field_of_the_documented_response() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/s2s/session/"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
-        .expect(1)
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = example_kgen().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     let s = app.create_session("FTC_User1").await.expect("session");
+    let received = kgen.received();
+    assert_eq!(received.len(), 1, "one request");
+    assert_eq!(
+        (received[0].method.as_str(), received[0].path.as_str()),
+        ("POST", "/s2s/session/")
+    );
 
     assert_eq!(s.session_id, "3ab35108-1902-4a1f-4382998f305d");
     assert_eq!(s.user_id, "FTC_User1");
@@ -74,56 +71,62 @@ async fn success_mirrors_every_field_of_the_documented_response() {
 
 #[tokio::test]
 async fn request_carries_credentials_and_json_headers() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/s2s/session/"))
-        .and(header("x-client-id", CLIENT_ID))
-        .and(header("x-client-secret", CLIENT_SECRET))
-        .and(header("content-type", "application/json"))
-        .and(header("accept", "application/json"))
-        .and(header("user-agent", USER_AGENT))
-        .and(body_json(json!({ "user_id": "FTC_User1" })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(example_session()))
-        .expect(1)
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = example_kgen().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     app.create_session("FTC_User1")
         .await
-        .expect("matched request succeeds");
+        .expect("the request succeeds");
+
+    let received = kgen.received();
+    assert_eq!(received.len(), 1, "one request");
+    let sent = &received[0];
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/s2s/session/")
+    );
+    for (name, value) in [
+        ("x-client-id", CLIENT_ID),
+        ("x-client-secret", CLIENT_SECRET),
+        ("content-type", "application/json"),
+        ("accept", "application/json"),
+        ("user-agent", USER_AGENT),
+    ] {
+        assert_eq!(sent.header(name), Some(value), "{name}");
+    }
+    let body: serde_json::Value = serde_json::from_slice(&sent.body).expect("a JSON body");
+    assert_eq!(body, json!({ "user_id": "FTC_User1" }));
 }
 
 #[tokio::test]
 async fn user_id_is_json_escaped_whatever_it_holds() {
     let tricky = r#"quote" back\slash {"user_id":"x"} é 🎮 </script>"#;
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(body_json(json!({ "user_id": tricky })))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "session_id": "s-1", "user_id": tricky })),
-        )
-        .expect(1)
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    kgen.answer(Answer::json(
+        200,
+        json!({ "session_id": "s-1", "user_id": tricky }),
+    ));
+    let app = TestApp::with_upstream(&kgen).await;
 
     let session = app.create_session(tricky).await.expect("session");
     assert_eq!(session.user_id, tricky);
+    let received = kgen.received();
+    assert_eq!(received.len(), 1, "one request");
+    let body: serde_json::Value = serde_json::from_slice(&received[0].body).expect("a JSON body");
+    assert_eq!(body, json!({ "user_id": tricky }));
 }
 
 #[tokio::test]
 async fn lenient_fields_arrive_as_protobuf_defaults_and_numbers() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    let kgen = FakeKgen::start().await;
+    kgen.answer(Answer::json(
+        200,
+        json!({
             "session_id": "s-2", "level": "12", "rank": 3.0, "is_new_user": "true", "name": null,
             "indigg_id": "ig-9", "session_start_time": "not a time", "brand_new_field": {"a": 1}
-        })))
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await;
+        }),
+    ));
+    let app = TestApp::with_upstream(&kgen).await;
 
     let s = app.create_session("u").await.expect("session");
     assert_eq!((s.level, s.rank, s.is_new_user), (12, 3, true));
@@ -138,7 +141,7 @@ async fn lenient_fields_arrive_as_protobuf_defaults_and_numbers() {
 
 #[tokio::test]
 async fn connections_to_the_upstream_are_pooled_and_reused() {
-    let upstream = crate::support::fault_upstream::FaultUpstream::start().await;
+    let upstream = FakeKgen::start().await;
     let app = TestApp::spawn(crate::support::app::settings_for(&upstream.url())).await;
 
     for _ in 0..5 {
@@ -168,7 +171,7 @@ async fn upstream_http2_prior_knowledge_speaks_h2c_to_the_upstream() {
         .expect("h2c upstream answers");
 
     // The same settings against an HTTP/1.1-only upstream fail: the flag really changes the protocol.
-    let http1_only = crate::support::fault_upstream::FaultUpstream::start().await;
+    let http1_only = FakeKgen::start().await;
     settings.upstream.url = http1_only.url().parse().unwrap();
     settings.resilience.max_attempts = 1;
     let app = TestApp::spawn(settings).await;

@@ -2,22 +2,21 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    app::{channel, settings_for, TestApp},
+    assertions::assert_status,
+    fake_kgen::{Answer, FakeKgen},
+};
 use tokio_stream::StreamExt;
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
-use wiremock::MockServer;
-
-use crate::support::{
-    app::{channel, settings_for, TestApp},
-    assertions::assert_status,
-    upstreams::{slow_mock, until_upstream_called},
-};
 
 #[tokio::test]
 async fn in_flight_calls_finish_and_health_turns_not_serving_on_shutdown() {
-    let mock = slow_mock(Duration::from_millis(700)).await;
-    let mut settings = settings_for(&mock.uri());
+    let kgen = FakeKgen::start().await;
+    kgen.answer(Answer::json(200, serde_json::json!({ "session_id": "s" })));
+    let mut settings = settings_for(&kgen.url());
     settings.shutdown_grace = Duration::from_secs(1);
     let mut app = TestApp::spawn(settings).await;
     let mut health = HealthClient::new(channel(app.addr).await);
@@ -33,9 +32,9 @@ async fn in_flight_calls_finish_and_health_turns_not_serving_on_shutdown() {
         ServingStatus::Serving
     );
 
-    let in_flight = app.spawn_call("u");
+    let in_flight = app.spawn_call("fault:delay:700");
     // Shut down only once the call has reached the upstream.
-    until_upstream_called(&mock).await;
+    kgen.until_called().await;
     let server = app.take_server();
     let _ = app.shutdown_handle().send(());
 
@@ -68,7 +67,7 @@ async fn in_flight_calls_finish_and_health_turns_not_serving_on_shutdown() {
         .await
         .expect("stops within grace");
     stopped.unwrap().expect("clean exit");
-    let reached_upstream = mock.received_requests().await.unwrap_or_default().len();
+    let reached_upstream = kgen.received().len();
     assert_eq!(
         reached_upstream, 1,
         "only the in-flight call reached the upstream"
@@ -85,8 +84,8 @@ async fn in_flight_calls_finish_and_health_turns_not_serving_on_shutdown() {
 
 #[tokio::test]
 async fn shutdown_with_nothing_in_flight_is_immediate() {
-    let mock = MockServer::start().await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
     let started = std::time::Instant::now();
 
     app.shutdown().await.expect("clean exit");
@@ -99,13 +98,13 @@ async fn shutdown_with_nothing_in_flight_is_immediate() {
 
 #[tokio::test]
 async fn calls_still_running_when_the_grace_period_ends_are_cut_off() {
-    let mock = slow_mock(Duration::from_secs(30)).await;
-    let mut settings = settings_for(&mock.uri());
+    let kgen = FakeKgen::start().await;
+    let mut settings = settings_for(&kgen.url());
     settings.shutdown_grace = Duration::from_millis(300);
     settings.upstream.timeout = Duration::from_secs(60);
     let app = TestApp::spawn(settings).await;
-    let in_flight = app.spawn_call("u");
-    until_upstream_called(&mock).await;
+    let in_flight = app.spawn_call("fault:delay:30000");
+    kgen.until_called().await;
 
     let started = std::time::Instant::now();
     app.shutdown().await.expect("clean exit");

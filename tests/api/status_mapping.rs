@@ -1,24 +1,16 @@
-//! Every row of the error table, driven through the real server against wiremock.
+//! Every row of the error table, driven through the real server against the fake KGeN.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use tonic::Code;
-use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
     app::{settings_for, single_attempt, TestApp, CLIENT_SECRET},
     assertions::{assert_secret_absent, assert_status, upstream_status_of},
+    fake_kgen::{Answer, FakeKgen},
     upstreams::secret_echoing_upstream,
 };
-
-async fn answer(mock: &MockServer, response: ResponseTemplate) {
-    mock.reset().await;
-    Mock::given(method("POST"))
-        .respond_with(response)
-        .mount(mock)
-        .await;
-}
 
 #[tokio::test]
 async fn every_upstream_http_status_maps_to_its_code_and_reason() {
@@ -42,15 +34,14 @@ async fn every_upstream_http_status_maps_to_its_code_and_reason() {
         (300, Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS"),
         (304, Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS"),
     ];
-    let mock = MockServer::start().await;
-    let app = TestApp::spawn(single_attempt(settings_for(&mock.uri()))).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::spawn(single_attempt(settings_for(&kgen.url()))).await;
 
     for (http, code, reason) in rows {
-        answer(
-            &mock,
-            ResponseTemplate::new(http).set_body_json(json!({ "message": format!("said {http}") })),
-        )
-        .await;
+        kgen.answer(Answer::json(
+            http,
+            json!({ "message": format!("said {http}") }),
+        ));
         let status = app
             .create_session("FTC_User1")
             .await
@@ -73,20 +64,12 @@ async fn every_upstream_http_status_maps_to_its_code_and_reason() {
 
 #[tokio::test]
 async fn redirects_are_not_followed_so_the_secret_never_leaves_for_another_host() {
-    let elsewhere = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(0)
-        .mount(&elsewhere)
-        .await;
-    let mock = MockServer::start().await;
-    answer(
-        &mock,
-        ResponseTemplate::new(307)
-            .insert_header("location", format!("{}/s2s/session/", elsewhere.uri())),
-    )
-    .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let elsewhere = FakeKgen::start().await;
+    let kgen = FakeKgen::start().await;
+    kgen.answer(
+        Answer::empty(307).with_header("location", &format!("{}/s2s/session/", elsewhere.url())),
+    );
+    let app = TestApp::with_upstream(&kgen).await;
 
     let status = app
         .create_session("FTC_User1")
@@ -95,20 +78,19 @@ async fn redirects_are_not_followed_so_the_secret_never_leaves_for_another_host(
 
     let details = assert_status(&status, Code::Unknown, "UPSTREAM_UNEXPECTED_STATUS");
     assert_eq!(upstream_status_of(&details).as_deref(), Some("307"));
+    assert!(
+        elsewhere.received().is_empty(),
+        "the redirect was not followed"
+    );
 }
 
 #[tokio::test]
 async fn upstream_429_maps_to_resource_exhausted_with_retry_info_from_seconds() {
-    let mock = MockServer::start().await;
-    answer(
-        &mock,
-        ResponseTemplate::new(429).insert_header("retry-after", "7"),
-    )
-    .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     let status = app
-        .create_session("FTC_User1")
+        .create_session("fault:status:429:7")
         .await
         .expect_err("rate limited");
 
@@ -121,14 +103,10 @@ async fn upstream_429_maps_to_resource_exhausted_with_retry_info_from_seconds() 
 
 #[tokio::test]
 async fn upstream_429_maps_to_resource_exhausted_with_retry_info_from_an_http_date() {
-    let mock = MockServer::start().await;
+    let kgen = FakeKgen::start().await;
     let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
-    answer(
-        &mock,
-        ResponseTemplate::new(429).insert_header("retry-after", at.as_str()),
-    )
-    .await;
-    let app = TestApp::with_upstream(&mock).await;
+    kgen.answer(Answer::empty(429).with_header("retry-after", &at));
+    let app = TestApp::with_upstream(&kgen).await;
 
     let status = app
         .create_session("FTC_User1")
@@ -148,16 +126,11 @@ async fn upstream_429_maps_to_resource_exhausted_with_retry_info_from_an_http_da
 
 #[tokio::test]
 async fn upstream_503_with_retry_after_is_unavailable_with_retry_info() {
-    let mock = MockServer::start().await;
-    answer(
-        &mock,
-        ResponseTemplate::new(503).insert_header("retry-after", "3"),
-    )
-    .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     let status = app
-        .create_session("FTC_User1")
+        .create_session("fault:status:503:3")
         .await
         .expect_err("unavailable");
 
@@ -170,17 +143,13 @@ async fn upstream_503_with_retry_after_is_unavailable_with_retry_info() {
 
 #[tokio::test]
 async fn upstream_messages_are_cut_to_one_clean_line_without_the_secret() {
-    let mock = MockServer::start().await;
+    let kgen = FakeKgen::start().await;
     let noisy = format!(
         "line one\r\nline two\u{1b}[31m echo of {CLIENT_SECRET} {}",
         "x".repeat(2000)
     );
-    answer(
-        &mock,
-        ResponseTemplate::new(400).set_body_json(json!({ "error": noisy })),
-    )
-    .await;
-    let app = TestApp::with_upstream(&mock).await;
+    kgen.answer(Answer::json(400, json!({ "error": noisy })));
+    let app = TestApp::with_upstream(&kgen).await;
 
     let status = app.create_session("FTC_User1").await.expect_err("rejected");
 
@@ -207,8 +176,8 @@ async fn upstream_messages_are_cut_to_one_clean_line_without_the_secret() {
 
 #[tokio::test]
 async fn the_client_secret_split_by_control_characters_or_upper_cased_never_reaches_the_caller() {
-    let mock = secret_echoing_upstream().await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = secret_echoing_upstream().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     let status = app.create_session("FTC_User1").await.expect_err("rejected");
 
@@ -220,30 +189,30 @@ async fn the_client_secret_split_by_control_characters_or_upper_cased_never_reac
          [redacted] rejected",
         "every disguise scrubbed, the rest of the message kept"
     );
-    let requests = mock.received_requests().await.unwrap_or_default();
+    let requests = kgen.received();
     assert_eq!(requests[0].headers["x-client-secret"], CLIENT_SECRET);
 }
 
 #[tokio::test]
 async fn success_bodies_that_are_not_sessions_are_bad_responses() {
-    let mock = MockServer::start().await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
     let bodies = [
-        ResponseTemplate::new(200)
-            .set_body_raw("<html><body>Bad Gateway</body></html>", "text/html"),
-        ResponseTemplate::new(200).set_body_json(json!({ "user_id": "FTC_User1" })),
-        ResponseTemplate::new(200).set_body_json(json!({ "session_id": "" })),
-        ResponseTemplate::new(200).set_body_json(json!({ "session_id": "s", "level": "high" })),
-        ResponseTemplate::new(200).set_body_json(json!(["session_id"])),
-        ResponseTemplate::new(201).set_body_raw(vec![0xff, 0xfe, b'{', b'}'], "application/json"),
-        ResponseTemplate::new(200).set_body_raw(
-            format!("{{\"session_id\":{}", "[".repeat(50_000)),
+        Answer::raw(200, "text/html", "<html><body>Bad Gateway</body></html>"),
+        Answer::json(200, json!({ "user_id": "FTC_User1" })),
+        Answer::json(200, json!({ "session_id": "" })),
+        Answer::json(200, json!({ "session_id": "s", "level": "high" })),
+        Answer::json(200, json!(["session_id"])),
+        Answer::raw(201, "application/json", vec![0xff, 0xfe, b'{', b'}']),
+        Answer::raw(
+            200,
             "application/json",
+            format!("{{\"session_id\":{}", "[".repeat(50_000)),
         ),
-        ResponseTemplate::new(200),
+        Answer::empty(200),
     ];
     for (i, body) in bodies.into_iter().enumerate() {
-        answer(&mock, body).await;
+        kgen.answer(body);
         let status = app
             .create_session("FTC_User1")
             .await
@@ -255,13 +224,11 @@ async fn success_bodies_that_are_not_sessions_are_bad_responses() {
 
 #[tokio::test]
 async fn oversized_bodies_are_refused() {
-    let mock = MockServer::start().await;
-    let huge = json!({ "session_id": "s", "padding": "x".repeat(2 * 1024 * 1024) });
-    answer(&mock, ResponseTemplate::new(200).set_body_json(huge)).await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     let status = app
-        .create_session("FTC_User1")
+        .create_session("fault:oversized")
         .await
         .expect_err("too large");
 

@@ -6,40 +6,35 @@ use std::{path::PathBuf, time::Duration};
 use kgen_gateway::proto::{CreateSessionBatchRequest, CreateSessionRequest, CreateSessionResponse};
 use serde_json::json;
 use tonic::{Code, Request, Status};
-use wiremock::{
-    matchers::{header, method},
-    Mock, MockServer, ResponseTemplate,
-};
 
 use crate::support::{
     app::{settings_from, TestApp, CLIENT_ID, CLIENT_SECRET},
     assertions::{assert_secret_absent, assert_status},
+    fake_kgen::{Answer, FakeKgen},
     files::Scratch,
-    upstreams::{secret_echoing_upstream, until_upstream_called},
+    upstreams::secret_echoing_upstream,
     wait::{bounded, within_5s},
 };
 
 /// A KGeN stand-in that creates a session (with `session_id` telling who it was for) only for the credentials
 /// it knows, and answers 401 to any other.
-async fn upstream(accepts: &[(&str, &str, &str)]) -> MockServer {
-    let mock = MockServer::start().await;
-    for &(id, secret, session_id) in accepts {
-        Mock::given(method("POST"))
-            .and(header("x-client-id", id))
-            .and(header("x-client-secret", secret))
-            .respond_with(
-                ResponseTemplate::new(200).set_body_json(json!({ "session_id": session_id })),
-            )
-            .with_priority(1)
-            .mount(&mock)
-            .await;
-    }
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({ "message": "bad client" })))
-        .with_priority(10)
-        .mount(&mock)
-        .await;
-    mock
+async fn upstream(accepts: &[(&str, &str, &str)]) -> FakeKgen {
+    let accepts: Vec<(String, String, String)> = accepts
+        .iter()
+        .map(|&(id, secret, session_id)| (id.to_owned(), secret.to_owned(), session_id.to_owned()))
+        .collect();
+    let kgen = FakeKgen::start().await;
+    kgen.answer_with(move |request| {
+        let known = accepts.iter().find(|(id, secret, _)| {
+            request.header("x-client-id") == Some(id.as_str())
+                && request.header("x-client-secret") == Some(secret.as_str())
+        });
+        match known {
+            Some((_, _, session_id)) => Answer::json(200, json!({ "session_id": session_id })),
+            None => Answer::json(401, json!({ "message": "bad client" })),
+        }
+    });
+    kgen
 }
 
 fn tenants_toml(default: Option<&str>, tenants: &[(&str, &str, &str, &str)]) -> String {
@@ -93,8 +88,8 @@ async fn call(
 
 /// Two upstreams: `alpha` (which also serves the flags' tenant) and `beta`, each knowing only its own clients.
 struct Two {
-    alpha: MockServer,
-    beta: MockServer,
+    alpha: FakeKgen,
+    beta: FakeKgen,
     scratch: Scratch,
     file: PathBuf,
 }
@@ -114,8 +109,8 @@ async fn two_tenants(default: Option<&str>) -> Two {
         &tenants_toml(
             default,
             &[
-                ("alpha", "alpha-id", "alpha.secret", &alpha.uri()),
-                ("beta", "beta-id", "beta.secret", &beta.uri()),
+                ("alpha", "alpha-id", "alpha.secret", &alpha.url()),
+                ("beta", "beta-id", "beta.secret", &beta.url()),
             ],
         ),
     );
@@ -135,7 +130,7 @@ async fn each_call_reaches_its_tenants_upstream_with_its_credentials_and_the_fla
         "--client-id",
         CLIENT_ID,
         "--upstream-url",
-        &two.alpha.uri(),
+        &two.alpha.url(),
         "--tenants-file",
         two.file.to_str().unwrap(),
     ]);
@@ -159,7 +154,7 @@ async fn each_call_reaches_its_tenants_upstream_with_its_credentials_and_the_fla
         "via-default"
     );
 
-    let beta_requests = two.beta.received_requests().await.unwrap();
+    let beta_requests = two.beta.received();
     assert_eq!(beta_requests.len(), 1, "only beta's call went to beta");
     assert_eq!(beta_requests[0].headers["x-client-id"], "beta-id");
 
@@ -229,7 +224,7 @@ async fn without_a_default_a_call_must_name_a_known_tenant() {
         let expected = (unknown != "not a name!").then(|| unknown.to_owned());
         assert_eq!(echoed, expected, "{unknown}");
     }
-    assert!(two.alpha.received_requests().await.unwrap().is_empty());
+    assert!(two.alpha.received().is_empty());
     assert_eq!(
         call(&app, Some("beta"), None).await.unwrap().session_id,
         "via-beta"
@@ -265,7 +260,7 @@ async fn a_caller_token_restricted_to_one_tenant_cannot_use_another() {
         "--client-id",
         CLIENT_ID,
         "--upstream-url",
-        &two.alpha.uri(),
+        &two.alpha.url(),
         "--tenants-file",
         two.file.to_str().unwrap(),
         "--caller-tokens-file",
@@ -313,16 +308,13 @@ async fn a_caller_token_restricted_to_one_tenant_cannot_use_another() {
             .session_id,
         "via-beta"
     );
-    assert!(two.beta.received_requests().await.unwrap().len() == 1);
+    assert!(two.beta.received().len() == 1);
 }
 
 #[tokio::test]
 async fn one_tenants_open_breaker_does_not_affect_another() {
-    let failing = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&failing)
-        .await;
+    let failing = FakeKgen::start().await;
+    failing.answer(Answer::empty(503));
     let beta = upstream(&[("beta-id", "beta-secret", "via-beta")]).await;
     let scratch = Scratch::new("breaker");
     scratch.write("alpha.secret", "alpha-secret");
@@ -332,8 +324,8 @@ async fn one_tenants_open_breaker_does_not_affect_another() {
         &tenants_toml(
             None,
             &[
-                ("alpha", "alpha-id", "alpha.secret", &failing.uri()),
-                ("beta", "beta-id", "beta.secret", &beta.uri()),
+                ("alpha", "alpha-id", "alpha.secret", &failing.url()),
+                ("beta", "beta-id", "beta.secret", &beta.url()),
             ],
         ),
     );
@@ -355,7 +347,7 @@ async fn one_tenants_open_breaker_does_not_affect_another() {
     }
     let status = call(&app, Some("alpha"), None).await.unwrap_err();
     assert_status(&status, Code::Unavailable, "UPSTREAM_CIRCUIT_OPEN");
-    assert_eq!(failing.received_requests().await.unwrap().len(), 2);
+    assert_eq!(failing.received().len(), 2);
 
     assert_eq!(
         call(&app, Some("beta"), None).await.unwrap().session_id,
@@ -378,15 +370,7 @@ async fn one_tenants_open_breaker_does_not_affect_another() {
 
 #[tokio::test]
 async fn one_tenants_full_concurrency_limit_does_not_block_another() {
-    let slow = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "session_id": "slow" }))
-                .set_delay(Duration::from_secs(2)),
-        )
-        .mount(&slow)
-        .await;
+    let slow = FakeKgen::start().await;
     let beta = upstream(&[("beta-id", "beta-secret", "via-beta")]).await;
     let scratch = Scratch::new("limit");
     scratch.write("alpha.secret", "alpha-secret");
@@ -396,8 +380,8 @@ async fn one_tenants_full_concurrency_limit_does_not_block_another() {
         &tenants_toml(
             None,
             &[
-                ("alpha", "alpha-id", "alpha.secret", &slow.uri()),
-                ("beta", "beta-id", "beta.secret", &beta.uri()),
+                ("alpha", "alpha-id", "alpha.secret", &slow.url()),
+                ("beta", "beta-id", "beta.secret", &beta.url()),
             ],
         ),
     );
@@ -415,11 +399,11 @@ async fn one_tenants_full_concurrency_limit_does_not_block_another() {
         let mut client = app.client.clone();
         tokio::spawn(async move {
             client
-                .create_session(request("u", Some("alpha"), None))
+                .create_session(request("fault:delay:2000", Some("alpha"), None))
                 .await
         })
     };
-    until_upstream_called(&slow).await;
+    slow.until_called().await;
     let status = call(&app, Some("alpha"), None).await.unwrap_err();
     assert_status(&status, Code::Unavailable, "OVERLOADED");
 
@@ -446,7 +430,7 @@ async fn reloading_the_tenants_file_adds_tenants_and_rotates_secrets_within_5s()
     let scratch = Scratch::new("reload");
     scratch.write("alpha.secret", "alpha-secret");
     scratch.write("beta.secret", "beta-secret");
-    let alpha_only = tenants_toml(None, &[("alpha", "alpha-id", "alpha.secret", &alpha.uri())]);
+    let alpha_only = tenants_toml(None, &[("alpha", "alpha-id", "alpha.secret", &alpha.url())]);
     let file = scratch.write("tenants.toml", &alpha_only);
     let settings = settings_from(&["--tenants-file", file.to_str().unwrap()]);
     let app = TestApp::spawn(settings).await;
@@ -463,8 +447,8 @@ async fn reloading_the_tenants_file_adds_tenants_and_rotates_secrets_within_5s()
         &tenants_toml(
             None,
             &[
-                ("alpha", "alpha-id", "alpha.secret", &alpha.uri()),
-                ("beta", "beta-id", "beta.secret", &beta.uri()),
+                ("alpha", "alpha-id", "alpha.secret", &alpha.url()),
+                ("beta", "beta-id", "beta.secret", &beta.url()),
             ],
         ),
     );
@@ -499,13 +483,12 @@ async fn reloading_the_tenants_file_adds_tenants_and_rotates_secrets_within_5s()
 }
 
 /// Calls as `tenant` against [`secret_echoing_upstream`]: the status and the secret the upstream was sent.
-async fn rejected(app: &TestApp, echo: &MockServer, tenant: Option<&str>) -> (Status, String) {
+async fn rejected(app: &TestApp, echo: &FakeKgen, tenant: Option<&str>) -> (Status, String) {
     let status = call(app, tenant, None).await.expect_err("the echo rejects");
-    let requests = echo.received_requests().await.unwrap_or_default();
-    let sent = requests
+    let sent = echo
+        .received()
         .last()
-        .and_then(|r| r.headers.get("x-client-secret"))
-        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.header("x-client-secret"))
         .unwrap_or_default()
         .to_owned();
     (status, sent)
@@ -523,8 +506,8 @@ async fn every_tenants_own_current_secret_is_scrubbed_from_upstream_messages_how
         &tenants_toml(
             None,
             &[
-                ("alpha", "alpha-id", "alpha.secret", &echo.uri()),
-                ("beta", "beta-id", "beta.secret", &echo.uri()),
+                ("alpha", "alpha-id", "alpha.secret", &echo.url()),
+                ("beta", "beta-id", "beta.secret", &echo.url()),
             ],
         ),
     );
@@ -532,7 +515,7 @@ async fn every_tenants_own_current_secret_is_scrubbed_from_upstream_messages_how
         "--client-id",
         CLIENT_ID,
         "--upstream-url",
-        &echo.uri(),
+        &echo.url(),
         "--client-secret-file",
         flag_secret.to_str().unwrap(),
         "--tenants-file",

@@ -1,19 +1,18 @@
 //! Bad `user_id`s are refused before anything is sent upstream.
 
+use serde_json::json;
 use tonic::Code;
-use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
 
-use crate::support::{app::TestApp, assertions::assert_status};
+use crate::support::{
+    app::TestApp,
+    assertions::assert_status,
+    fake_kgen::{Answer, FakeKgen},
+};
 
 #[tokio::test]
 async fn invalid_user_ids_are_invalid_argument_with_a_bad_request_on_user_id() {
-    let mock = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200))
-        .expect(0)
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
 
     for (user_id, why) in [
         ("", "empty"),
@@ -36,21 +35,17 @@ async fn invalid_user_ids_are_invalid_argument_with_a_bad_request_on_user_id() {
             "{user_id:?}: {description}"
         );
     }
+    assert!(kgen.received().is_empty(), "nothing was sent to KGeN");
 }
 
 #[tokio::test]
 async fn a_user_id_of_exactly_256_bytes_is_accepted() {
-    let mock = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "session_id": "s" })),
-        )
-        .expect(1)
-        .mount(&mock)
-        .await;
-    let app = TestApp::with_upstream(&mock).await;
+    let kgen = FakeKgen::start().await;
+    kgen.answer(Answer::json(200, json!({ "session_id": "s" })));
+    let app = TestApp::with_upstream(&kgen).await;
 
     app.create_session(&"x".repeat(256))
         .await
         .expect("at the limit is fine");
+    assert_eq!(kgen.received().len(), 1, "sent to KGeN once");
 }

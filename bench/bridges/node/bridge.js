@@ -13,6 +13,7 @@
 //
 // Environment: KGEN_UPSTREAM_URL (required), KGEN_CLIENT_ID, KGEN_CLIENT_SECRET, KGEN_UPSTREAM_TIMEOUT (seconds,
 // default 5), BRIDGE_UPSTREAM_POOL (most upstream connections, default 128), PORT (when --port is not given).
+// With --port 0 a free port is picked; the line `bridge.js: serving addr=127.0.0.1:PORT ...` (stderr) says which.
 'use strict';
 
 const http = require('node:http');
@@ -251,7 +252,7 @@ function main() {
       console.error(`bridge.js: cannot listen on 127.0.0.1:${port}: ${error.message}`);
       process.exit(1);
     }
-    console.error(`bridge.js: serving on 127.0.0.1:${bound} -> ${endpoint.href}`);
+    console.error(`bridge.js: serving addr=127.0.0.1:${bound} -> ${endpoint.href}`);
   });
   const stop = () => server.tryShutdown(() => process.exit(0));
   process.on('SIGTERM', stop);

@@ -13,6 +13,7 @@ installed, no per-call logging.
 
 Environment: KGEN_UPSTREAM_URL (required), KGEN_CLIENT_ID, KGEN_CLIENT_SECRET, KGEN_UPSTREAM_TIMEOUT (seconds,
 default 5), BRIDGE_UPSTREAM_POOL (most upstream connections, default 128), PORT (when --port is not given).
+With --port 0 a free port is picked; the line `bridge.py: serving addr=127.0.0.1:PORT ...` (stderr) says which.
 Stubs: generate.sh writes them into gen/ next to this file (or set KGEN_STUBS_DIR).
 """
 
@@ -245,13 +246,13 @@ async def serve(port):
                                  float(os.environ.get("KGEN_UPSTREAM_TIMEOUT", "5")))
         server = grpc.aio.server()
         session_pb2_grpc.add_SessionServiceServicer_to_server(service, server)
-        server.add_insecure_port(f"127.0.0.1:{port}")
+        bound = server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        print(f"bridge.py: serving on 127.0.0.1:{port} -> {endpoint} (uvloop: {uvloop is not None})", file=sys.stderr,
+        print(f"bridge.py: serving addr=127.0.0.1:{bound} -> {endpoint} (uvloop: {uvloop is not None})", file=sys.stderr,
               flush=True)
         await stop.wait()
         await server.stop(grace=2)

@@ -2,20 +2,17 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use super::{fake_kgen::FakeKgen, wait::bounded};
 use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioExecutor};
 use kgen_gateway::{
-    config::{Settings, UpstreamSettings},
     proto::{
         session_service_client::SessionServiceClient, CreateSessionRequest, CreateSessionResponse,
     },
-    startup::{Application, StartupError},
+    Application, Settings, StartupError, UpstreamSettings,
 };
 use reqwest::Url;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{transport::Channel, Request, Status};
-use wiremock::MockServer;
-
-use super::wait::bounded;
 
 pub type RawClient =
     SessionServiceClient<hyper_util::client::legacy::Client<HttpConnector, tonic::body::Body>>;
@@ -59,9 +56,9 @@ impl TestApp {
         }
     }
 
-    /// A gateway in front of `mock` with the test credentials.
-    pub async fn with_upstream(mock: &MockServer) -> TestApp {
-        TestApp::spawn(settings_for(&mock.uri())).await
+    /// A gateway in front of `kgen` with the test credentials.
+    pub async fn with_upstream(kgen: &FakeKgen) -> TestApp {
+        TestApp::spawn(settings_for(&kgen.url())).await
     }
 
     pub async fn create_session(&self, user_id: &str) -> Result<CreateSessionResponse, Status> {
@@ -220,7 +217,7 @@ pub fn settings_for(upstream: &str) -> Settings {
 
 /// Settings parsed from real flags (as the binary does), with the test secret for the flags' credentials.
 pub fn settings_from(args: &[&str]) -> Settings {
-    let cli = <kgen_gateway::config::Cli as clap::Parser>::try_parse_from(
+    let cli = <kgen_gateway::Cli as clap::Parser>::try_parse_from(
         std::iter::once("kgen-gateway").chain(args.iter().copied()),
     )
     .expect("valid flags");

@@ -1,0 +1,14 @@
+//! The command line and environment, the only place that names a flag or an environment variable. The flags are
+//! parsed by clap ([`args`]), checked all at once ([`check`]), the files they name are read in one step ([`load`]),
+//! and each component gets its own settings ([`settings`]) — all before any port is bound.
+
+mod args;
+mod check;
+mod load;
+mod settings;
+
+pub use args::{Cli, Command, GatewayArgs, SandboxArgs, CLIENT_SECRET_ENV};
+pub use check::{ConfigError, Invalid};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! The command line's checks, one behaviour per test.
+
+use std::time::Duration;
+
+use clap::Parser as _;
+use http::HeaderValue;
+use secrecy::ExposeSecret;
+
+use super::{args::parse_size, *};
+use crate::grpc::{AllowedOrigins, GrpcWebSettings};
+
+fn args(extra: &[&str]) -> GatewayArgs {
+    let mut argv = vec!["kgen-gateway"];
+    argv.extend_from_slice(extra);
+    Cli::try_parse_from(argv)
+        .expect("valid command line")
+        .gateway
+}
+
+#[test]
+fn sizes_accept_plain_bytes_and_binary_units() {
+    assert_eq!(parse_size("65536"), Ok(65536));
+    assert_eq!(parse_size("64KiB"), Ok(64 * 1024));
+    assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+    assert_eq!(parse_size("2 mb"), Ok(2 << 20));
+    assert!(parse_size("lots").is_err());
+    assert!(parse_size("1TiB").is_err());
+    assert!(parse_size("99999999999999999999GiB").is_err());
+}
+
+#[test]
+fn missing_client_id_without_sandbox_names_the_setting() {
+    let err = args(&[]).into_settings(Some("s".into())).unwrap_err();
+    assert_eq!(err.problems[0].setting, "--client-id / KGEN_CLIENT_ID");
+}
+
+#[test]
+fn missing_secret_without_sandbox_names_the_setting() {
+    let err = args(&["--client-id", "game"])
+        .into_settings(None)
+        .unwrap_err();
+    assert!(
+        err.problems[0].setting.contains("KGEN_CLIENT_SECRET"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secret_from_env_is_trimmed_and_never_printed() {
+    let settings = args(&["--client-id", "game"])
+        .into_settings(Some("hunter2-secret\n".into()))
+        .unwrap();
+    assert_eq!(
+        settings.upstream.client_secret.expose_secret(),
+        "hunter2-secret"
+    );
+    assert!(!format!("{settings:?}").contains("hunter2-secret"));
+}
+
+#[test]
+fn unreadable_secret_file_is_reported_without_its_path_contents() {
+    let err = args(&[
+        "--client-id",
+        "game",
+        "--client-secret-file",
+        "/nonexistent/secret",
+    ])
+    .into_settings(None)
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot read /nonexistent/secret"),
+        "{err}"
+    );
+}
+
+#[test]
+fn upstream_url_must_be_http_or_https() {
+    let err = args(&["--sandbox", "--upstream-url", "ftp://example.com"])
+        .into_settings(None)
+        .unwrap_err();
+    assert_eq!(
+        err.problems[0].setting,
+        "--upstream-url / KGEN_UPSTREAM_URL"
+    );
+    assert!(args(&["--sandbox", "--upstream-url", "not a url"])
+        .into_settings(None)
+        .is_err());
+}
+
+#[test]
+fn zero_timeouts_are_rejected() {
+    let err = args(&["--sandbox", "--upstream-timeout", "0s"])
+        .into_settings(None)
+        .unwrap_err();
+    assert!(err.problems[0].setting.starts_with("--upstream-timeout"));
+}
+
+#[test]
+fn sandbox_ignores_the_credentials_it_is_given_and_names_them_without_reading_them() {
+    let settings = args(&[
+        "--sandbox",
+        "--client-id",
+        "real-id",
+        "--client-secret-file",
+        "/nonexistent/secret",
+    ])
+    .into_settings(Some("real-secret".into()))
+    .unwrap();
+    assert_eq!(settings.upstream.client_id, "");
+    assert_eq!(settings.upstream.client_secret.expose_secret(), "");
+    assert_eq!(settings.upstream.client_secret_file, None);
+    assert_eq!(
+        settings.sandbox_ignores,
+        [
+            "--client-id / KGEN_CLIENT_ID",
+            "--client-secret-file / KGEN_CLIENT_SECRET_FILE",
+            "KGEN_CLIENT_SECRET"
+        ]
+    );
+    assert!(!format!("{settings:?}").contains("real-secret"));
+    assert!(args(&["--sandbox"])
+        .into_settings(None)
+        .unwrap()
+        .sandbox_ignores
+        .is_empty());
+}
+
+#[test]
+fn sandbox_needs_no_credentials() {
+    let settings = args(&["--sandbox"]).into_settings(None).unwrap();
+    assert!(settings.sandbox);
+    assert_eq!(settings.upstream.timeout, Duration::from_secs(5));
+    assert_eq!(settings.upstream.max_body, 1 << 20);
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(10));
+}
+
+#[test]
+fn resilience_and_server_flags_reach_the_settings() {
+    let settings = args(&[
+        "--sandbox",
+        "--upstream-max-attempts",
+        "1",
+        "--retry-budget-percent",
+        "50",
+        "--max-concurrent-upstream",
+        "8",
+        "--batch-concurrency",
+        "4",
+        "--breaker-cool-down",
+        "2s",
+        "--max-connection-age",
+        "1m",
+    ])
+    .into_settings(None)
+    .unwrap();
+    assert_eq!(settings.resilience.max_attempts, 1);
+    assert!((settings.resilience.retry_budget_ratio - 0.5).abs() < f32::EPSILON);
+    assert_eq!(settings.resilience.max_concurrent_upstream, 8);
+    assert_eq!(settings.batch_concurrency, 4);
+    assert_eq!(
+        settings.resilience.breaker.cool_down,
+        Duration::from_secs(2)
+    );
+    assert_eq!(settings.server.max_connection_age, Duration::from_secs(60));
+    assert_eq!(
+        args(&["--sandbox"])
+            .into_settings(None)
+            .unwrap()
+            .resilience
+            .max_attempts,
+        3
+    );
+}
+
+#[test]
+fn out_of_range_resilience_flags_are_rejected() {
+    for flags in [
+        &["--sandbox", "--upstream-max-attempts", "0"][..],
+        &["--sandbox", "--upstream-max-attempts", "11"],
+        &["--sandbox", "--retry-budget-percent", "-1"],
+        &["--sandbox", "--max-concurrent-upstream", "0"],
+        &["--sandbox", "--batch-concurrency", "0"],
+        &["--sandbox", "--batch-concurrency", "257"],
+        &["--sandbox", "--breaker-failure-threshold", "0"],
+        &["--sandbox", "--max-concurrent-streams", "0"],
+        &["--sandbox", "--max-connection-age", "0s"],
+    ] {
+        let parsed =
+            Cli::try_parse_from(std::iter::once("kgen-gateway").chain(flags.iter().copied()));
+        let rejected = parsed.map_or(true, |cli| cli.gateway.into_settings(None).is_err());
+        assert!(rejected, "{flags:?}");
+    }
+}
+
+#[test]
+fn every_invalid_setting_is_reported_at_once_one_line_each() {
+    let err = args(&[
+        "--upstream-url",
+        "ftp://example.com",
+        "--client-id",
+        "id",
+        "--upstream-timeout",
+        "0s",
+        "--max-concurrent-streams",
+        "0",
+        "--batch-concurrency",
+        "0",
+    ])
+    .into_settings(None)
+    .unwrap_err();
+
+    let settings: Vec<&str> = err.problems.iter().map(|p| p.setting).collect();
+    assert_eq!(
+        settings,
+        [
+            "--upstream-url / KGEN_UPSTREAM_URL",
+            "--upstream-timeout / KGEN_UPSTREAM_TIMEOUT",
+            "--batch-concurrency / KGEN_BATCH_CONCURRENCY",
+            "--max-concurrent-streams / KGEN_MAX_CONCURRENT_STREAMS",
+            "--client-secret-file / KGEN_CLIENT_SECRET_FILE / KGEN_CLIENT_SECRET",
+        ]
+    );
+    let text = err.to_string();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(
+        text.lines().all(|l| l.starts_with("invalid setting ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_ca_file_that_is_not_pem_is_rejected() {
+    let path = std::env::temp_dir().join(format!("kgen-not-a-ca-{}.pem", std::process::id()));
+    std::fs::write(&path, "not a certificate").unwrap();
+    let err = args(&["--sandbox", "--upstream-ca-file", path.to_str().unwrap()])
+        .into_settings(None)
+        .unwrap_err();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        err.problems[0].setting.starts_with("--upstream-ca-file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn grpc_web_is_off_by_default_and_grants_no_origin_when_enabled_without_a_list() {
+    let off = args(&["--sandbox"]).into_settings(None).unwrap();
+    assert_eq!(off.server.grpc_web, None);
+    let on = args(&["--sandbox", "--grpc-web"])
+        .into_settings(None)
+        .unwrap();
+    assert_eq!(
+        on.server.grpc_web,
+        Some(GrpcWebSettings {
+            allowed_origins: AllowedOrigins::List(Vec::new())
+        })
+    );
+}
+
+#[test]
+fn grpc_web_origins_are_normalized_the_way_browsers_send_them() {
+    let settings = args(&[
+        "--sandbox",
+        "--grpc-web",
+        "--grpc-web-allowed-origins",
+        "https://Tools.Example.com:443, http://localhost:5173,,https://tools.example.com",
+    ])
+    .into_settings(None)
+    .unwrap();
+    assert_eq!(
+        settings.server.grpc_web.unwrap().allowed_origins,
+        AllowedOrigins::List(vec![
+            HeaderValue::from_static("https://tools.example.com"),
+            HeaderValue::from_static("http://localhost:5173"),
+        ])
+    );
+    assert_eq!(
+        GrpcWebSettings::allowing(["*"]).unwrap().allowed_origins,
+        AllowedOrigins::Any
+    );
+}
+
+#[test]
+fn grpc_web_origins_that_are_not_bare_origins_are_rejected() {
+    for bad in [
+        "tools.example.com",
+        "https://tools.example.com/",
+        "https://tools.example.com/app",
+        "https://tools.example.com?x=1",
+        "https://user@tools.example.com",
+        "ftp://tools.example.com",
+        "null",
+        "https://",
+    ] {
+        let err = args(&["--sandbox", "--grpc-web", "--grpc-web-allowed-origins", bad])
+            .into_settings(None)
+            .unwrap_err();
+        assert_eq!(
+            err.problems[0].setting, "--grpc-web-allowed-origins / KGEN_GRPC_WEB_ALLOWED_ORIGINS",
+            "{bad}"
+        );
+    }
+    assert!(GrpcWebSettings::allowing(["*", "https://tools.example.com"]).is_err());
+}
+
+#[test]
+fn grpc_web_origins_need_grpc_web_unless_blank() {
+    let err = args(&[
+        "--sandbox",
+        "--grpc-web-allowed-origins",
+        "https://tools.example.com",
+    ])
+    .into_settings(None)
+    .unwrap_err();
+    assert!(err.to_string().contains("needs --grpc-web"), "{err}");
+    let blank = args(&["--sandbox", "--grpc-web-allowed-origins", ""])
+        .into_settings(None)
+        .unwrap();
+    assert_eq!(blank.server.grpc_web, None);
+}
+
+#[test]
+fn secrets_with_control_characters_are_rejected() {
+    let err = args(&["--client-id", "game"])
+        .into_settings(Some("bad\u{7}secret".into()))
+        .unwrap_err();
+    assert!(err.to_string().contains("printable ASCII"));
+    assert!(!err.to_string().contains("bad"));
+}

@@ -1,0 +1,128 @@
+//! Correlation: every call has an `x-request-id` (the caller's, or a fresh UUID), echoed in the response headers
+//! (initial metadata, on errors too), carried in every log line of the call and sent upstream with the caller's
+//! W3C `traceparent` / `tracestate`.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tower::{Layer, Service};
+
+use crate::{support::headers, upstream::Correlation};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
+const TRACEPARENT: HeaderName = HeaderName::from_static(headers::TRACEPARENT);
+const TRACESTATE: HeaderName = HeaderName::from_static(headers::TRACESTATE);
+
+const MAX_REQUEST_ID_LEN: usize = 128;
+const MAX_TRACEPARENT_LEN: usize = 128;
+const MAX_TRACESTATE_LEN: usize = 512;
+
+/// What a call forwards upstream, read from the headers a [`RequestIdLayer`] already normalised.
+pub fn from_headers(headers: &HeaderMap) -> Correlation {
+    let bounded = |name: &HeaderName, max: usize| {
+        headers
+            .get(name)
+            .filter(|v| !v.is_empty() && v.len() <= max && v.to_str().is_ok())
+            .cloned()
+    };
+    Correlation {
+        request_id: bounded(&REQUEST_ID, MAX_REQUEST_ID_LEN),
+        traceparent: bounded(&TRACEPARENT, MAX_TRACEPARENT_LEN),
+        tracestate: bounded(&TRACESTATE, MAX_TRACESTATE_LEN),
+    }
+}
+
+fn acceptable_request_id(value: &HeaderValue) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID_LEN
+        && value.as_bytes().iter().all(|b| b.is_ascii_graphic())
+}
+
+/// Gives every request an acceptable `x-request-id` and copies it onto the response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService { inner }
+    }
+}
+
+/// See [`RequestIdLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestIdService<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestIdService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let id = match request.headers().get(&REQUEST_ID) {
+            Some(id) if acceptable_request_id(id) => id.clone(),
+            _ => {
+                let fresh = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string());
+                let fresh = fresh.unwrap_or_else(|_| HeaderValue::from_static("unavailable"));
+                request.headers_mut().insert(REQUEST_ID, fresh.clone());
+                fresh
+            }
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            response.headers_mut().insert(REQUEST_ID, id);
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_request_ids_are_kept() {
+        assert!(acceptable_request_id(&HeaderValue::from_static("abc-123")));
+        assert!(!acceptable_request_id(&HeaderValue::from_static("")));
+        assert!(!acceptable_request_id(&HeaderValue::from_static(
+            "has space"
+        )));
+        assert!(!acceptable_request_id(
+            &HeaderValue::from_str(&"x".repeat(129)).unwrap()
+        ));
+    }
+
+    #[test]
+    fn trace_headers_are_forwarded_only_within_bounds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        headers.insert(
+            TRACESTATE,
+            HeaderValue::from_str(&"k=v,".repeat(200)).unwrap(),
+        );
+        let c = from_headers(&headers);
+        assert!(c.traceparent.is_some());
+        assert!(
+            c.tracestate.is_none(),
+            "an oversized tracestate is dropped, not forwarded"
+        );
+    }
+}

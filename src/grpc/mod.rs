@@ -1,0 +1,23 @@
+//! Everything that knows gRPC, tonic and HTTP: the session service and its batch RPCs, the one edge from errors to
+//! statuses, caller authentication, the request metadata (deadline, correlation, tenant), the limits on request
+//! bodies, gRPC-Web with its CORS policy, and TLS for the gRPC port.
+
+mod auth;
+mod batch;
+mod call;
+mod correlation;
+mod deadline;
+mod request_limits;
+mod service;
+mod status;
+mod tls;
+mod web;
+
+pub use auth::{AuthError, CallerAuth, CallerInterceptor, CallerTokens};
+pub use call::{Handler, DEFAULT_BATCH_CONCURRENCY, MAX_BATCH_CONCURRENCY};
+pub use correlation::{RequestIdLayer, RequestIdService};
+pub use request_limits::{RequestLimitSettings, RequestLimits, RequestLimitsLayer};
+pub use service::SessionGateway;
+pub use status::{refusal, DOMAIN, INVALID_BATCH_SIZE};
+pub use tls::{acceptor as tls_acceptor, server_config as tls_server_config};
+pub use web::{AllowedOrigins, GrpcPort, GrpcWebSettings};

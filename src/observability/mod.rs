@@ -1,0 +1,10 @@
+//! What the operator sees: Prometheus metrics (a plain API; callers say what happened, in their own words, and
+//! nothing here knows the gateway's types) and telemetry (log lines and, with the `otlp` feature, spans).
+
+mod metrics;
+mod telemetry;
+
+pub use metrics::{
+    code_name, BreakerGauge, ListenerMetrics, Metrics, MetricsLayer, MetricsService, TenantGauges,
+};
+pub use telemetry::{init as init_telemetry, LogFormat, TelemetryGuard};
