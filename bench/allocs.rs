@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! cargo run --release --example allocs -- [--calls 20000] [--padding 0,65536,1048576] [--log-level info]
+//!                                          [--budget ALLOCATIONS_PER_CALL]
 //! ```
+//!
+//! With `--budget`, it exits with status 3 when any row allocates more per call than that: the regression guard
+//! `.ci/run` runs (allocation counts are deterministic where timings are not).
 //!
 //! The gateway (the library's real `Application`, with the production tracing subscriber at `--log-level`) runs
 //! on its own tokio runtime whose threads are marked "counted"; the upstream stand-in (a tiny hyper server
@@ -81,6 +85,7 @@ struct Args {
     calls: u64,
     paddings: Vec<usize>,
     log_level: String,
+    budget: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -88,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
         calls: 20_000,
         paddings: vec![0, 64 * 1024, 512 * 1024],
         log_level: "info".to_owned(),
+        budget: None,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     for pair in raw.chunks(2) {
@@ -103,6 +109,13 @@ fn parse_args() -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--log-level" => args.log_level = value.clone(),
+            "--budget" => {
+                args.budget = Some(
+                    value
+                        .parse()
+                        .map_err(|_| "--budget takes allocations per call")?,
+                )
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -259,5 +272,20 @@ fn main() {
                 (fnn.bytes - f0.bytes) / (pn - p0) as f64
             );
         }
+    }
+    if let Some(budget) = args.budget {
+        let over: Vec<_> = rows
+            .iter()
+            .filter(|(_, f)| f.allocations > budget)
+            .map(|(padding, f)| format!("padding {padding}: {:.1}", f.allocations))
+            .collect();
+        if !over.is_empty() {
+            eprintln!(
+                "allocs: over the budget of {budget} allocations per call: {}",
+                over.join(", ")
+            );
+            std::process::exit(3);
+        }
+        println!("within the budget of {budget} allocations per call");
     }
 }
