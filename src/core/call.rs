@@ -207,7 +207,7 @@ impl Sessions {
             Err(_elapsed) => Err(Error::UpstreamTimeout(self.upstream_timeout)),
         };
         self.metrics
-            .upstream_attempt(tenant.name(), attempt_outcome(&outcome), started.elapsed());
+            .upstream_attempt(tenant.label(), attempt_outcome(&outcome), started.elapsed());
         outcome
     }
 }

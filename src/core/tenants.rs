@@ -48,6 +48,7 @@ use super::{
     resilience::{BreakerState, Resilience, ResilienceSettings, RetryOn},
 };
 use crate::{
+    observability::LabelName,
     support::{
         secrets::{expose, parse_secret},
         watcher::{self, Reloaded},
@@ -340,7 +341,7 @@ impl TenantGrant {
 
 /// One tenant at run time: its upstream client and its own limit, retry budget and breaker.
 pub struct Tenant {
-    name: String,
+    name: LabelName,
     upstream: Arc<UpstreamClient>,
     resilience: Arc<Resilience>,
     url: Url,
@@ -385,7 +386,7 @@ impl Tenant {
             resilience.retry_on = retry_on.clone();
         }
         Ok(Self {
-            name: spec.name.clone(),
+            name: LabelName::from(spec.name.as_str()),
             upstream: Arc::new(UpstreamClient::new(&settings)?),
             resilience: Arc::new(Resilience::new(&resilience)),
             url: spec.url.clone(),
@@ -397,6 +398,11 @@ impl Tenant {
 
     /// The tenant's name.
     pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The tenant's name as a metric label value (shared, not copied per call).
+    pub fn label(&self) -> &LabelName {
         &self.name
     }
 
@@ -668,7 +674,7 @@ impl Tenants {
             .values()
             .map(|t| {
                 (
-                    t.name.clone(),
+                    t.name().to_owned(),
                     t.resilience.in_flight(),
                     t.resilience.breaker.state(),
                 )
@@ -875,7 +881,11 @@ upstream_url = "https://prod.example/base"
     #[tokio::test]
     async fn selection_follows_the_header_the_grant_and_the_default() {
         let tenants = registry();
-        let pick = |requested, grant| tenants.select(requested, grant).map(|t| t.name.clone());
+        let pick = |requested, grant| {
+            tenants
+                .select(requested, grant)
+                .map(|t| t.name().to_owned())
+        };
         assert_eq!(pick(None, None).unwrap(), "callbreak");
         assert_eq!(pick(Some("ludo-2"), None).unwrap(), "ludo-2");
         assert_eq!(pick(Some("default"), None).unwrap(), "default");
@@ -943,15 +953,15 @@ upstream_url = "https://prod.example/base"
         in_force.sort_unstable();
         assert_eq!(in_force, names);
         for tenant in current.by_name.values() {
-            assert_eq!(tenant.url, pin.url, "{}", tenant.name);
+            assert_eq!(tenant.url, pin.url, "{}", tenant.name());
             assert_eq!(
                 tenant.upstream.endpoint(),
                 &pinned_endpoint,
                 "{}",
-                tenant.name
+                tenant.name()
             );
-            assert_eq!(tenant.client_id, pin.client_id, "{}", tenant.name);
-            assert_eq!(tenant.secret_digest, pinned_digest, "{}", tenant.name);
+            assert_eq!(tenant.client_id, pin.client_id, "{}", tenant.name());
+            assert_eq!(tenant.secret_digest, pinned_digest, "{}", tenant.name());
         }
     }
 

@@ -104,7 +104,7 @@ impl Handler {
         let code = result
             .as_ref()
             .map_or_else(|e| status::code(&e.error), |_| Code::Ok);
-        self.metrics.tenant_call(tenant.name(), code);
+        self.metrics.tenant_call(tenant.label(), code);
         result
     }
 }

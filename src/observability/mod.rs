@@ -5,6 +5,7 @@ mod metrics;
 mod telemetry;
 
 pub use metrics::{
-    code_name, BreakerGauge, ListenerMetrics, Metrics, MetricsLayer, MetricsService, TenantGauges,
+    code_name, BreakerGauge, LabelName, ListenerMetrics, Metrics, MetricsLayer, MetricsService,
+    TenantGauges,
 };
 pub use telemetry::{init as init_telemetry, LogFormat, TelemetryGuard};
