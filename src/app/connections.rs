@@ -75,22 +75,12 @@ pub enum Admission {
 impl ConnectionLimit {
     /// At most `max` (at least 1) connections on the listener named `listener` (for logs), reported in `metrics`.
     pub fn new(listener: &'static str, max: usize, metrics: ListenerMetrics) -> Arc<Self> {
-        Self::build(listener, max, usize::MAX, http::Response::default, metrics)
+        Self::with_max_calls(listener, max, usize::MAX, http::Response::default, metrics)
     }
 
     /// At most `max` connections and, over all of them, at most `max_calls` calls in flight: a call past that is
     /// answered at once with `busy()`, before anything is read or allocated for it.
     pub fn with_max_calls(
-        listener: &'static str,
-        max: usize,
-        max_calls: usize,
-        busy: fn() -> http::Response<()>,
-        metrics: ListenerMetrics,
-    ) -> Arc<Self> {
-        Self::build(listener, max, max_calls, busy, metrics)
-    }
-
-    fn build(
         listener: &'static str,
         max: usize,
         max_calls: usize,

@@ -81,14 +81,18 @@ impl Sessions {
         deadline: Option<Instant>,
         correlation: &Correlation,
     ) -> Result<Created, CallError> {
-        let result = self
-            .create_inner(tenant, user_id, deadline, correlation)
-            .await;
-        if let Ok(Created {
-            retried_after_ambiguous: Some(outcome),
-            ..
-        }) = &result
-        {
+        validate_user_id(user_id)?;
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(Error::DeadlineExceeded.into());
+        }
+        // Cut-off (end of the shutdown grace) or the caller going away (the RPC drops this future) drops the
+        // HTTP request in flight too.
+        let created = tokio::select! {
+            biased;
+            () = self.cut_off.cancelled() => Err(Error::ShuttingDown.into()),
+            result = self.call_upstream(tenant, user_id, deadline, correlation) => result,
+        }?;
+        if let Some(outcome) = &created.retried_after_ambiguous {
             tracing::warn!(
                 after = %outcome,
                 "session created after retrying an outcome KGeN may have acted on: is_new_user may be false for a \
@@ -96,27 +100,7 @@ impl Sessions {
             );
             self.metrics.created_after_ambiguous_retry(tenant.name());
         }
-        result
-    }
-
-    async fn create_inner(
-        &self,
-        tenant: &Tenant,
-        user_id: &str,
-        deadline: Option<Instant>,
-        correlation: &Correlation,
-    ) -> Result<Created, CallError> {
-        validate_user_id(user_id)?;
-        if deadline.is_some_and(|d| d <= Instant::now()) {
-            return Err(Error::DeadlineExceeded.into());
-        }
-        // Cut-off (end of the shutdown grace) or the caller going away (the RPC drops this future) drops the
-        // HTTP request in flight too.
-        tokio::select! {
-            biased;
-            () = self.cut_off.cancelled() => Err(Error::ShuttingDown.into()),
-            result = self.call_upstream(tenant, user_id, deadline, correlation) => result,
-        }
+        Ok(created)
     }
 
     /// Attempts the upstream call under the tenant's concurrency limit, breaker and retry policy.

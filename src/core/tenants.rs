@@ -555,6 +555,11 @@ impl Tenants {
         }
     }
 
+    /// A fresh tenant (client, limit, breaker) for `spec`, built as every tenant of this set is.
+    fn build_tenant(&self, spec: &TenantSpec) -> Result<Arc<Tenant>, BuildError> {
+        Tenant::build(spec, &self.template, &self.resilience, self.pin.as_ref()).map(Arc::new)
+    }
+
     /// Swaps in the tenants of `config`: unchanged tenants keep their client and breaker; a changed secret is
     /// rotated in place; a changed URL or client id gets a new tenant. The flags' tenant stays. With a pin, every
     /// tenant is compared and built pinned (its URL and credentials in `config` are not used).
@@ -595,21 +600,11 @@ impl Tenants {
                 }
                 Some(_) => {
                     changes.rebuilt.push(spec.name.clone());
-                    Arc::new(Tenant::build(
-                        spec,
-                        &self.template,
-                        &self.resilience,
-                        self.pin.as_ref(),
-                    )?)
+                    self.build_tenant(spec)?
                 }
                 None => {
                     changes.added.push(spec.name.clone());
-                    Arc::new(Tenant::build(
-                        spec,
-                        &self.template,
-                        &self.resilience,
-                        self.pin.as_ref(),
-                    )?)
+                    self.build_tenant(spec)?
                 }
             };
             by_name.insert(spec.name.clone(), tenant);

@@ -9,7 +9,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -76,8 +76,9 @@ where
     })
 }
 
-/// [`watch`] for a file that stands alone: `parse` turns its bytes into a value, and `apply` is called only when
-/// the bytes changed (the first read sets the baseline; it is applied too, as the value read at start-up).
+/// [`watch`] for a file that stands alone: `parse` turns its bytes into a value and `apply` puts it in force, only
+/// when the bytes changed (the first read sets the baseline; it is applied too, as the value read at start-up).
+/// Bytes that do not parse are reported once and not read as new again until they change.
 pub fn watch_file<T, P, A>(
     what: &'static str,
     path: PathBuf,
@@ -91,7 +92,8 @@ where
     P: Fn(&[u8]) -> Result<T, String> + Send + Sync + 'static,
     A: Fn(T) -> Result<(), String> + Send + 'static,
 {
-    let mut last: Option<[u8; 32]> = None;
+    // The digest of the bytes last read: unchanged bytes are neither parsed nor applied again.
+    let last: Mutex<Option<[u8; 32]>> = Mutex::new(None);
     watch(
         what,
         path,
@@ -99,15 +101,20 @@ where
         move |path| {
             let content = std::fs::read(path).map_err(|e| format!("cannot read: {}", e.kind()))?;
             let digest: [u8; 32] = Sha256::digest(&content).into();
-            parse(&content).map(|value| (digest, value))
-        },
-        move |(digest, value)| {
-            if last == Some(digest) {
-                return Ok(Reloaded::Unchanged);
+            let previous = last
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .replace(digest);
+            match previous {
+                Some(previous) if previous == digest => Ok(None),
+                previous => parse(&content).map(|value| Some((previous.is_none(), value))),
             }
-            let first = last.is_none();
+        },
+        move |loaded| {
+            let Some((first, value)) = loaded else {
+                return Ok(Reloaded::Unchanged);
+            };
             apply(value)?;
-            last = Some(digest);
             Ok(if first {
                 Reloaded::Unchanged
             } else {
@@ -120,8 +127,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
 
     #[tokio::test]

@@ -2,9 +2,10 @@
 
 use std::process::{Command, Stdio};
 
-use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
-
-use crate::support::process::{RunningBinary, BIN};
+use crate::support::{
+    app::create_session_at,
+    process::{RunningBinary, BIN},
+};
 
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(BIN);
@@ -205,16 +206,9 @@ async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
         "a loud warning says the responses are fake"
     );
 
-    let mut client = SessionServiceClient::connect(format!("http://{addr}"))
+    let session = create_session_at(addr, "binary-user")
         .await
-        .expect("connects");
-    let session = client
-        .create_session(CreateSessionRequest {
-            user_id: "binary-user".into(),
-        })
-        .await
-        .expect("sandbox session")
-        .into_inner();
+        .expect("sandbox session");
     assert_eq!(session.user_id, "binary-user");
     assert!(session.is_new_user);
 
@@ -298,16 +292,9 @@ async fn sandbox_binary_warns_once_naming_the_ignored_credentials_without_their_
         assert!(ignored.contains(setting), "{setting} not in {ignored}");
     }
 
-    let mut client = SessionServiceClient::connect(format!("http://{}", gateway.addr))
+    let session = create_session_at(gateway.addr, "binary-user")
         .await
-        .expect("connects");
-    let session = client
-        .create_session(CreateSessionRequest {
-            user_id: "binary-user".into(),
-        })
-        .await
-        .expect("a sandbox session, not a call to 127.0.0.1:9")
-        .into_inner();
+        .expect("a sandbox session, not a call to 127.0.0.1:9");
     assert_eq!(session.third_party_client_name, "SANDBOX_SANDBOX_CLIENT");
 
     let (code, logs) = gateway.stop().await;

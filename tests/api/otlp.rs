@@ -2,10 +2,10 @@
 #![cfg(feature = "otlp")]
 
 use crate::support::{
+    app::create_session_at,
     fake_kgen::{Answer, FakeKgen},
     process::RunningBinary,
 };
-use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
 
 #[tokio::test]
 async fn spans_of_calls_are_exported_to_the_otlp_collector() {
@@ -33,13 +33,7 @@ async fn spans_of_calls_are_exported_to_the_otlp_collector() {
         &[],
     )
     .await;
-    let mut client = SessionServiceClient::connect(format!("http://{}", gateway.addr))
-        .await
-        .unwrap();
-    client
-        .create_session(CreateSessionRequest {
-            user_id: "traced-user".into(),
-        })
+    create_session_at(gateway.addr, "traced-user")
         .await
         .expect("session");
 

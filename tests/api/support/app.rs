@@ -174,6 +174,23 @@ pub async fn channel(addr: SocketAddr) -> Channel {
     .expect("gateway accepts connections")
 }
 
+/// One `CreateSession` call on a fresh connection to the gateway at `addr` (the real binary, say), every wait
+/// bounded.
+pub async fn create_session_at(
+    addr: SocketAddr,
+    user_id: &str,
+) -> Result<CreateSessionResponse, Status> {
+    let request = CreateSessionRequest {
+        user_id: user_id.to_owned(),
+    };
+    bounded(
+        "the gateway to answer CreateSession",
+        SessionServiceClient::new(channel(addr).await).create_session(request),
+    )
+    .await
+    .map(|r| r.into_inner())
+}
+
 /// A channel that connects on first use (for gateways that serve TLS, where a plaintext connect would fail).
 /// A bare HTTP/2 connection to `addr` (no gRPC client in between): its sender, and the connection's driver, whose
 /// future ends when the server closes the connection.
