@@ -4,7 +4,6 @@
 use std::{sync::Arc, time::Duration};
 
 use kgen_gateway::{Cli, Settings};
-use tokio::net::TcpListener;
 use tokio_rustls::{
     rustls::{self, pki_types::PrivateKeyDer},
     TlsAcceptor,
@@ -19,6 +18,7 @@ use crate::support::{
     app::{channel, settings_for, TestApp, CLIENT_SECRET},
     assertions::{assert_status, upstream_status_of},
     fake_kgen::{FakeKgen, HeldRequest},
+    upstreams::DeadPort,
 };
 
 const HEALTHY: &str = "healthy-player";
@@ -44,10 +44,8 @@ async fn assert_still_healthy(app: &TestApp) {
 
 #[tokio::test]
 async fn refused_connection_is_unreachable_after_three_attempts_then_recovers() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let app = TestApp::spawn(settings_for(&format!("http://{addr}"))).await;
+    let dead = DeadPort::new();
+    let app = TestApp::spawn(settings_for(&dead.url())).await;
 
     let status = app
         .create_session(HEALTHY)
@@ -60,7 +58,7 @@ async fn refused_connection_is_unreachable_after_three_attempts_then_recovers() 
         "refused connections are retried"
     );
 
-    let _upstream = FakeKgen::start_at(addr).await; // KGeN comes back on the same address
+    let _upstream = FakeKgen::start_at(dead.release()).await; // KGeN comes back on the same address
     assert_still_healthy(&app).await;
 }
 
@@ -396,10 +394,8 @@ async fn the_circuit_opens_on_a_run_of_failures_fails_fast_then_closes_after_pro
 
 #[tokio::test]
 async fn with_the_defaults_a_dead_upstream_trips_the_breaker_within_20_calls() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let app = TestApp::spawn(settings_for(&format!("http://{addr}"))).await;
+    let dead = DeadPort::new();
+    let app = TestApp::spawn(settings_for(&dead.url())).await;
 
     let mut tripped_at = None;
     for call in 1..=20 {

@@ -13,6 +13,7 @@ use crate::support::{
     assertions::assert_status,
     fake_kgen::FakeKgen,
     files::Scratch,
+    upstreams::DeadPort,
 };
 
 async fn gateway_with(upstream: &FakeKgen, retry_on: Option<&str>) -> TestApp {
@@ -68,10 +69,8 @@ async fn by_default_a_503_a_429_and_a_408_are_retried() {
 
 #[tokio::test]
 async fn by_default_a_refused_connection_is_retried() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let app = TestApp::spawn(settings_for(&format!("http://{addr}"))).await;
+    let dead = DeadPort::new();
+    let app = TestApp::spawn(settings_for(&dead.url())).await;
 
     let status = app.create_session("player-1").await.expect_err("refused");
 

@@ -249,6 +249,8 @@ async fn a_rotated_client_secret_reaches_the_upstream_without_a_restart_or_dropp
         let mut client = app.client.clone();
         tokio::spawn(async move { client.create_session(bearer("fault:delay:300", None)).await })
     };
+    // Rotated only once that call has reached KGeN with its secret (before, it could start after the rotation).
+    kgen.until_requested("fault:delay:300").await;
     scratch.write("client-secret", "secret-two\n");
     assert!(
         within_5s(|| async {

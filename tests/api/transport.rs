@@ -1,21 +1,18 @@
 //! Upstreams that fail below HTTP: closed ports, resets, TLS, endless bodies.
 
-use tokio::net::TcpListener;
 use tonic::Code;
 
 use crate::support::{
     app::{settings_for, TestApp},
     assertions::assert_status,
     fake_kgen::FakeKgen,
-    upstreams::example_kgen,
+    upstreams::{example_kgen, DeadPort},
 };
 
 #[tokio::test]
 async fn closed_port_is_unavailable_unreachable() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let app = TestApp::spawn(settings_for(&format!("http://{addr}"))).await;
+    let dead = DeadPort::new();
+    let app = TestApp::spawn(settings_for(&dead.url())).await;
 
     let status = app
         .create_session("FTC_User1")

@@ -1,7 +1,44 @@
 //! Answers the tests give the [`super::fake_kgen::FakeKgen`]: KGeN's documented example session, and an upstream
-//! that quotes the client secret back in disguise.
+//! that quotes the client secret back in disguise; and [`DeadPort`], where no KGeN answers at all.
+
+use std::net::SocketAddr;
+
+use socket2::{Domain, Socket, Type};
 
 use super::fake_kgen::{Answer, FakeKgen};
+
+/// A loopback port that refuses every connection: bound but not listening, and held, so no other test's server
+/// can take it while the test runs (a port freed by dropping a listener can be given to the next `bind(0)`).
+pub struct DeadPort {
+    socket: Socket,
+    addr: SocketAddr,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind port 0");
+        let addr = socket
+            .local_addr()
+            .expect("bound address")
+            .as_socket()
+            .expect("an IP address");
+        DeadPort { socket, addr }
+    }
+
+    /// `http://` and the address, as an upstream URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Gives the port up (so that a KGeN can come back on it) and says which it was.
+    pub fn release(self) -> SocketAddr {
+        drop(self.socket);
+        self.addr
+    }
+}
 
 /// The documented example response of KGeN.
 pub fn example_session() -> serde_json::Value {

@@ -299,6 +299,20 @@ impl FakeKgen {
         .await;
     }
 
+    /// Waits until a request with this `user_id` (for `fault:flaky:…`, with this key) has arrived: the call is past
+    /// the gateway, with the headers it was sent with.
+    pub async fn until_requested(&self, key: &str) {
+        bounded(
+            &format!("the fake KGeN to receive a request for {key}"),
+            async {
+                while self.requests_for(key) == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            },
+        )
+        .await;
+    }
+
     /// The next thing that happened to a `fault:hold` request, or `None` if nothing did `within`.
     pub async fn next_held_event(&mut self, within: Duration) -> Option<HeldRequest> {
         tokio::time::timeout(within, self.held.recv())
