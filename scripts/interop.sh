@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Interop check: the gateway's contract, driven by real generated clients in Python, Node.js and Rust.
 #
-#   scripts/interop.sh
+#   scripts/interop.sh [--binary target/release/kgen-gateway]
 #
-# Builds kgen-gateway (`cargo build --locked --bin kgen-gateway`; honours CARGO_TARGET_DIR), starts it with
+# Builds kgen-gateway (`cargo build --locked --bin kgen-gateway`; honours CARGO_TARGET_DIR) unless --binary names
+# one already built (CI passes its release binary, so no second build fills the disk), starts it with
 # `--sandbox` on loopback port 0 (both listeners; the bound addresses are read from its JSON log), then runs
 #   - examples/python/interop.py (venv in examples/python/.venv, created or reused; `pip install -r
 #     requirements.txt`; stubs from generate.sh),
@@ -20,7 +21,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-binary="$target_dir/debug/kgen-gateway"
+binary=""
 py_dir="$root/examples/python"
 node_dir="$root/examples/node"
 skip_rust=${INTEROP_SKIP_RUST:-0}
@@ -44,6 +45,13 @@ at_exit() {
   fi
 }
 
+while [ $# -gt 0 ]; do
+  case $1 in
+    --binary) binary=${2:?--binary needs a path}; shift 2 ;;
+    *) die "unknown argument: $1 (usage: scripts/interop.sh [--binary PATH])" ;;
+  esac
+done
+
 for tool in cargo node npm "${PYTHON:-python3}"; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
@@ -64,9 +72,12 @@ for p in json.load(sys.stdin)["packages"]:
 to Cargo.toml, or set INTEROP_SKIP_RUST=1 to skip the Rust client"
 fi
 
-say "cargo build --locked --bin kgen-gateway"
-(cd "$root" && cargo build --locked --bin kgen-gateway)
-[ -x "$binary" ] || die "no binary at $binary after the build"
+if [ -z "$binary" ]; then
+  say "cargo build --locked --bin kgen-gateway"
+  (cd "$root" && cargo build --locked --bin kgen-gateway)
+  binary="$target_dir/debug/kgen-gateway"
+fi
+[ -x "$binary" ] || die "no gateway binary at $binary"
 if [ "$skip_rust" != 1 ]; then
   say "cargo build --locked --example create_session"
   (cd "$root" && cargo build --locked --example create_session)
