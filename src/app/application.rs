@@ -26,7 +26,6 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic::service::{interceptor::InterceptedService, Routes};
 use tonic_health::{server::HealthReporter, ServingStatus};
 use tower::Layer;
 
@@ -38,10 +37,10 @@ use super::{
 use crate::{
     core::{self, BreakerState, Sessions, Tenants, UpstreamPin},
     grpc::{
-        self, CallerAuth, CallerInterceptor, GrpcPort, Handler, RequestIdLayer, RequestIdService,
-        RequestLimits, RequestLimitsLayer, SessionGateway,
+        self, CallerAuth, CallerCheck, GrpcPort, Handler, RequestIdLayer, RequestLimitsLayer,
+        SessionGateway,
     },
-    observability::{BreakerGauge, Metrics, MetricsLayer, MetricsService, TenantGauges},
+    observability::{BreakerGauge, Metrics, MetricsLayer, TenantGauges},
     proto::{self, session_service_server::SessionServiceServer},
     sandbox::{self, SandboxConfig, SandboxHandle},
     support::{
@@ -214,16 +213,14 @@ impl Application {
         };
         let watchers_stop = CancellationToken::new();
         let watchers = self.spawn_watchers(watchers_stop.clone());
-        let sessions = InterceptedService::new(
+        let routes = grpc::Routes::new(
             SessionServiceServer::new(self.gateway)
                 .max_decoding_message_size(self.server.max_request_size),
-            CallerInterceptor(self.caller_auth.as_ref().map(|(_, auth)| auth.clone())),
+            CallerCheck(self.caller_auth.as_ref().map(|(_, auth)| auth.clone())),
+            health_service,
+            reflection().build_v1()?,
+            reflection().build_v1alpha()?,
         );
-        let routes = Routes::new(health_service)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?)
-            .add_service(sessions)
-            .prepare();
         let routes = RequestLimitsLayer::new(
             self.server.request_limits,
             self.metrics.request_buffered_bytes(),
@@ -376,19 +373,28 @@ async fn all_closed_within(connections: &mut JoinSet<()>, limit: Duration) -> bo
     tokio::time::timeout(limit, all_closed).await.is_ok()
 }
 
-/// Metrics, then request ids, then the request limits and the routes; gRPC-Web and CORS in front when enabled
-/// (see [`GrpcPort`]).
-type GrpcService = GrpcPort<MetricsService<RequestIdService<RequestLimits<Routes>>>>;
-
-/// Serves one client connection (after its TLS handshake, when the port serves TLS) until it ends.
-async fn serve_connection(
+/// Serves one client connection (after its TLS handshake, when the port serves TLS) until it ends. `S` is the
+/// gRPC port's service: metrics, then request ids, then the request limits and the routes, with gRPC-Web and CORS
+/// in front when enabled (see [`GrpcPort`]); generic because the health and reflection services inside the routes
+/// have types that cannot be named.
+async fn serve_connection<S, B>(
     http: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
     stream: TcpStream,
-    service: TowerToHyperService<Tracked<GrpcService>>,
+    service: TowerToHyperService<S>,
     lifetime: Lifetime,
     slot: Slot,
-) {
+) where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match tls {
         None => {
             let io = TokioIo::new(Greeting::new(stream, &slot));

@@ -18,8 +18,6 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use tonic::service::Interceptor;
-
 use super::status;
 use crate::{
     core::{CallError, Caller, Error, TenantGrant},
@@ -301,17 +299,16 @@ impl CallerAuth {
 }
 
 /// Authenticates every call of the session service when caller authentication is on (`--caller-tokens-file`),
-/// putting its [`Caller`] in the request extensions; without tokens every call passes as it is.
+/// putting its [`Caller`] in the request extensions; without tokens every call passes as it is. The gRPC port's
+/// router ([`super::Routes`]) runs it on the HTTP request before the session service sees it.
 #[derive(Debug, Clone)]
-pub struct CallerInterceptor(pub Option<Arc<CallerAuth>>);
+pub struct CallerCheck(pub Option<Arc<CallerAuth>>);
 
-impl Interceptor for CallerInterceptor {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
+impl CallerCheck {
+    /// Lets `request` through (with its [`Caller`] attached) or answers the `UNAUTHENTICATED` status to send.
+    pub fn check<B>(&self, request: &mut http::Request<B>) -> Result<(), tonic::Status> {
         let Some(auth) = &self.0 else {
-            return Ok(request);
+            return Ok(());
         };
         let refuse = |error: AuthError| {
             let error = CallError::from(Error::CallerUnauthenticated(error.to_string()));
@@ -319,7 +316,7 @@ impl Interceptor for CallerInterceptor {
             tonic::Status::from(error)
         };
         let header = match request
-            .metadata()
+            .headers()
             .get(headers::AUTHORIZATION)
             .map(|v| v.to_str())
         {
@@ -334,7 +331,7 @@ impl Interceptor for CallerInterceptor {
             tenants: grant.clone(),
         };
         request.extensions_mut().insert(caller);
-        Ok(request)
+        Ok(())
     }
 }
 

@@ -3,11 +3,14 @@
 //! W3C `traceparent` / `tracestate`.
 
 use std::{
+    future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
 };
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::{support::headers, upstream::Correlation};
@@ -61,12 +64,10 @@ pub struct RequestIdService<S> {
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestIdService<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = RequestIdFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -76,24 +77,67 @@ where
         let id = match request.headers().get(&REQUEST_ID) {
             Some(id) if acceptable_request_id(id) => id.clone(),
             _ => {
-                let fresh = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string());
-                let fresh = fresh.unwrap_or_else(|_| HeaderValue::from_static("unavailable"));
+                let fresh = fresh_request_id();
                 request.headers_mut().insert(REQUEST_ID, fresh.clone());
                 fresh
             }
         };
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = future.await?;
+        RequestIdFuture {
+            inner: self.inner.call(request),
+            id: Some(id),
+        }
+    }
+}
+
+/// A fresh UUID as a header value: one allocation, shared (not copied) by the request and the response.
+fn fresh_request_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("unavailable"))
+}
+
+pin_project! {
+    /// The inner service's response with the call's `x-request-id` added.
+    pub struct RequestIdFuture<F> {
+        #[pin]
+        inner: F,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl<F, ResBody, E> Future for RequestIdFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        if let Some(id) = this.id.take() {
             response.headers_mut().insert(REQUEST_ID, id);
-            Ok(response)
-        })
+        }
+        Poll::Ready(Ok(response))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_request_id_is_a_uuid() {
+        let id = fresh_request_id();
+        let id = id.to_str().unwrap();
+        assert!(acceptable_request_id(&HeaderValue::from_str(id).unwrap()));
+        assert_eq!(
+            uuid::Uuid::parse_str(id).unwrap().get_version_num(),
+            4,
+            "{id}"
+        );
+        assert_ne!(id, fresh_request_id().to_str().unwrap());
+    }
 
     #[test]
     fn only_sane_request_ids_are_kept() {

@@ -16,6 +16,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -583,8 +584,7 @@ where
 {
     type Response = http::Response<MetricsBody<ResBody>>;
     type Error = S::Error;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = MetricsFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -594,18 +594,40 @@ where
         let labels = method_labels(request.uri().path());
         self.metrics.started.get_or_create(&labels).inc();
         let recorder = Recorder::new(self.metrics.clone(), labels);
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            let recorder = match grpc_status(response.headers()) {
-                Some(code) => {
-                    recorder.finish(code);
-                    None
-                }
-                None => Some(recorder),
-            };
-            Ok(response.map(|inner| MetricsBody { inner, recorder }))
-        })
+        MetricsFuture {
+            inner: self.inner.call(request),
+            recorder: Some(recorder),
+        }
+    }
+}
+
+pin_project! {
+    /// The inner service's response, its call recorded when the headers carry the code (trailers-only) or handed
+    /// to the body to record at the trailers. Dropped before the response, the recorder counts `Canceled`.
+    pub struct MetricsFuture<F> {
+        #[pin]
+        inner: F,
+        recorder: Option<Recorder>,
+    }
+}
+
+impl<F, ResBody, E> std::future::Future for MetricsFuture<F>
+where
+    F: std::future::Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = Result<http::Response<MetricsBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        let recorder = match (this.recorder.take(), grpc_status(response.headers())) {
+            (Some(recorder), Some(code)) => {
+                recorder.finish(code);
+                None
+            }
+            (recorder, _) => recorder,
+        };
+        Poll::Ready(Ok(response.map(|inner| MetricsBody { inner, recorder })))
     }
 }
 

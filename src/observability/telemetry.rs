@@ -6,6 +6,8 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
+use super::json_fields::SpanFields;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogFormat {
@@ -54,6 +56,7 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<TelemetryG
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(SpanFields)
             .boxed(),
     };
     let mut guard = TelemetryGuard::default();

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use reqwest::{
     header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER},
-    Response, StatusCode, Url,
+    Method, Response, StatusCode, Url,
 };
 use secrecy::SecretString;
 use serde::Serialize;
@@ -171,14 +171,17 @@ impl UpstreamClient {
         correlation: &Correlation,
     ) -> Result<Session, Error> {
         let credentials = self.credentials.load_full();
-        let mut request = self
-            .http
-            .post(self.endpoint.clone())
-            .json(&CreateSessionBody { user_id })
-            .build()
-            .map_err(transport_error)?;
-        // Straight into the request's own map: no per-call map to clone and merge.
+        let body = serde_json::to_vec(&CreateSessionBody { user_id }).map_err(|error| {
+            Error::Unreachable {
+                cause: format!("cannot encode the request body: {error}"),
+                delivery: Delivery::NotSent,
+            }
+        })?;
+        let mut request = reqwest::Request::new(Method::POST, self.endpoint.clone());
+        *request.body_mut() = Some(body.into());
+        // One map, sized once for the credentials and the correlation headers: no per-call growth or merge.
         let request_headers = request.headers_mut();
+        request_headers.reserve(credentials.headers.len() + 3);
         for (name, value) in &credentials.headers {
             request_headers.insert(name.clone(), value.clone());
         }

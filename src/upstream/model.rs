@@ -5,9 +5,12 @@
 //! wrong shape is an error, the JSON nesting depth is bounded by `serde_json`, and a session without a
 //! `session_id` is refused.
 
-use std::fmt;
+use std::{fmt, sync::LazyLock};
 
-use chrono::DateTime;
+use chrono::{
+    format::{Item, Parsed, StrftimeItems},
+    DateTime,
+};
 use prost_types::Timestamp;
 use serde::Deserialize;
 
@@ -227,15 +230,21 @@ const NANOS_PER_SECOND: u32 = 1_000_000_000;
 /// Parses the time format of Go's `time.Time.String()` (`2024-08-20 08:32:13.025599965 +0000 UTC`, optionally
 /// followed by a monotonic clock reading ` m=+0.5`), and RFC 3339 in case KGeN ever switches. `None` if neither.
 pub fn parse_go_time(raw: &str) -> Option<Timestamp> {
-    const GO_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f %z";
     let text = raw.trim();
     let text = text.find(" m=").map_or(text, |at| &text[..at]);
-    let parsed = DateTime::parse_from_str(text, GO_FORMAT)
-        .ok()
+    // Go's `time.String()` ends in a zone abbreviation ("UTC", "IST", …) after the numeric offset, which is
+    // authoritative: the abbreviation is dropped first, so the common case parses once.
+    let without_abbreviation = text
+        .rsplit_once(' ')
+        .filter(|(_, last)| !last.is_empty() && last.bytes().all(|b| b.is_ascii_alphabetic()))
+        .map(|(head, _)| head);
+    let parsed = without_abbreviation
+        .and_then(parse_go_layout)
+        .or_else(|| parse_go_layout(text))
         .or_else(|| {
-            // Drop the zone abbreviation ("UTC", "IST", …): the numeric offset before it is authoritative.
+            // Any other last word (a numeric abbreviation such as "+03").
             let (head, _abbreviation) = text.rsplit_once(' ')?;
-            DateTime::parse_from_str(head, GO_FORMAT).ok()
+            parse_go_layout(head)
         })
         .or_else(|| DateTime::parse_from_rfc3339(text).ok())?;
     // chrono reports a leap second (`23:59:60.5`) as nanos ≥ 1e9; protobuf Timestamps have no leap seconds, so
@@ -248,6 +257,19 @@ pub fn parse_go_time(raw: &str) -> Option<Timestamp> {
         seconds: parsed.timestamp().checked_add(i64::from(carry))?,
         nanos: i32::try_from(nanos).ok()?,
     })
+}
+
+/// `2024-08-20 08:32:13.025599965 +0000`: Go's layout without the zone abbreviation. The format is parsed into
+/// chrono's items once, not on every call.
+fn parse_go_layout(text: &str) -> Option<DateTime<chrono::FixedOffset>> {
+    static ITEMS: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| {
+        StrftimeItems::new("%Y-%m-%d %H:%M:%S%.f %z")
+            .parse()
+            .unwrap_or_default()
+    });
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, text, ITEMS.iter()).ok()?;
+    parsed.to_datetime().ok()
 }
 
 /// serde `deserialize_with` helpers that accept what KGeN plausibly sends for a field, and nothing else.
@@ -616,6 +638,22 @@ mod tests {
             parse_go_time("2024-08-20T08:32:13.5Z"),
             ts(1_724_142_733, 500_000_000)
         );
+        // Without an abbreviation, and with Go's numeric one for zones that have no name.
+        assert_eq!(
+            parse_go_time("2024-08-20 08:32:13 +0000"),
+            ts(1_724_142_733, 0)
+        );
+        assert_eq!(
+            parse_go_time("2024-08-20 11:32:13 +0300 +03"),
+            ts(1_724_142_733, 0)
+        );
+    }
+
+    #[test]
+    fn the_go_layout_is_parsed_by_its_items() {
+        // An empty item list would accept anything and fail at `to_datetime`: the items must be real.
+        assert!(parse_go_layout("2024-08-20 08:32:13.5 +0000").is_some());
+        assert!(parse_go_layout("2024-08-20 08:32:13.5").is_none());
     }
 
     #[test]

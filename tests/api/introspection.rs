@@ -120,3 +120,37 @@ async fn reflection_v1alpha_is_served_for_older_tools() {
         .iter()
         .any(|s| s.name == "kgen.session.v1.SessionService"));
 }
+
+#[tokio::test]
+async fn unknown_services_and_methods_are_unimplemented_and_nothing_reaches_kgen() {
+    use kgen_gateway::proto::{CreateSessionRequest, CreateSessionResponse};
+    use tonic::codegen::http::uri::PathAndQuery;
+
+    let kgen = FakeKgen::start().await;
+    let app = TestApp::with_upstream(&kgen).await;
+    let mut grpc = tonic::client::Grpc::new(channel(app.addr).await);
+
+    for path in [
+        "/kgen.session.v1.SessionService/NoSuchMethod",
+        "/kgen.session.v2.SessionService/CreateSession",
+        "/no.Such/Thing",
+        "/kgen.session.v1.SessionService/",
+    ] {
+        grpc.ready().await.expect("channel ready");
+        let answer = grpc
+            .unary::<_, CreateSessionResponse, _>(
+                tonic::Request::new(CreateSessionRequest {
+                    user_id: "player-1".into(),
+                }),
+                PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await;
+        assert_eq!(
+            answer.expect_err(path).code(),
+            tonic::Code::Unimplemented,
+            "{path}"
+        );
+    }
+    assert!(kgen.received().is_empty(), "no call reached KGeN");
+}
