@@ -3,6 +3,9 @@
 # own process) holds every call for --hold-ms; h2load keeps 10,000 streams open on 10 connections.
 # Usage: scripts/memory-10k.sh [--binary target/release/kgen-gateway] [--calls 10000] [--hold-ms 15000]
 #                              [--upstream-h2c]   (gateway → sandbox over HTTP/2 prior knowledge instead of HTTP/1.1)
+#                              [--dhat FILE]      (the gateway under `valgrind --tool=dhat`, its heap profile written to
+#                                                  FILE at exit: `bench/alloc-profile.py --peak FILE --calls N` says
+#                                                  who holds the memory at the peak; RSS figures are valgrind's then)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -10,12 +13,14 @@ binary=""
 calls=10000
 hold_ms=15000
 upstream_flags=()
+wrapper=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --upstream-h2c) upstream_flags+=(--upstream-http2-prior-knowledge); shift ;;
     --binary) binary=$2; shift 2 ;;
     --calls) calls=$2; shift 2 ;;
     --hold-ms) hold_ms=$2; shift 2 ;;
+    --dhat) wrapper=(valgrind --tool=dhat "--dhat-out-file=$(realpath -m "$2")"); shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -30,7 +35,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # RUST_LOG=warn plus the start-up targets at info).
 start_bg sandbox env RUST_LOG=warn "$binary" sandbox --listen 127.0.0.1:0
 upstream_addr=$(wait_announced sandbox 'fake KGeN upstream (sandbox) listening' "$started_pid")
-start_bg gateway env KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG="$(announcing_filter warn)" "$binary" \
+start_bg gateway env KGEN_CLIENT_SECRET=sandbox-secret RUST_LOG="$(announcing_filter warn)" ${wrapper[@]+"${wrapper[@]}"} "$binary" \
   --listen 127.0.0.1:0 --upstream-url "http://$upstream_addr" --client-id sandbox-client \
   --admin-listen 127.0.0.1:0 --max-concurrent-upstream "$calls" --max-concurrent-streams $((calls / 10)) --max-concurrent-calls "$calls" \
   --request-body-timeout 120s --upstream-timeout 120s "${upstream_flags[@]}"
