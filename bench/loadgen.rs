@@ -9,10 +9,20 @@
 //! - `gateway` / `echo`: gRPC `CreateSession` (to kgen-gateway, or to the `echo_floor` example);
 //! - `direct`: the same call as REST/JSON straight to the upstream (`kgen-gateway sandbox`), what a caller pays
 //!   anyway.
+//!
+//! After the human-readable lines comes one machine-readable line, the same figures as `KEY=VALUE` fields on a line
+//! starting with `FIGURE` (read by `scripts/bench-report.sh` and `scripts/bench-charts.py`; keys are only ever
+//! added):
+//! ```text
+//! FIGURE scenario=gateway mode=closed concurrency=64 rate=0 connections=4 calls=… ok=… errors=… not_sent=0
+//!        calls_per_s=… p50_us=… p90_us=… p99_us=… p999_us=… max_us=… cpu_us_per_call.gateway=… cpu_us_per_call.loadgen=…
+//! ```
+//! (one line; `rate=0` in a closed loop; one `cpu_us_per_call.NAME` per `--pid NAME=PID`, `loadgen` being itself).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
 
 use std::{
     collections::BTreeMap,
+    fmt::Write as _,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -26,6 +36,33 @@ enum Scenario {
     Gateway,
     Echo,
     Direct,
+}
+
+impl Scenario {
+    /// The name `--scenario` takes, used in the `FIGURE` line.
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Gateway => "gateway",
+            Scenario::Echo => "echo",
+            Scenario::Direct => "direct",
+        }
+    }
+}
+
+/// A `--pid` name as a `FIGURE` key: `loadgen itself` is `loadgen`; anything but letters, digits, `_` and `-`
+/// becomes `_`, so that the line stays whitespace-separated `KEY=VALUE` fields.
+fn figure_key(name: &str) -> String {
+    name.strip_suffix(" itself")
+        .unwrap_or(name)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 struct Args {
@@ -351,6 +388,22 @@ async fn main() {
         tally.errors,
         if dropped > 0 { format!(", {dropped} not sent (over 20,000 in flight)") } else { String::new() },
     );
+    let mut figure = format!(
+        "FIGURE scenario={} mode={} concurrency={} rate={} connections={} calls={calls} ok={} errors={} not_sent={dropped} calls_per_s={:.0} p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
+        args.scenario.name(),
+        if args.rate.is_some() { "open" } else { "closed" },
+        args.concurrency,
+        args.rate.unwrap_or(0),
+        args.connections,
+        tally.ok,
+        calls - tally.ok,
+        calls as f64 / wall,
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        hist.max(),
+    );
     for ((name, pid), before) in pids.iter().zip(cpu_before) {
         if let (Some(before), Some(after)) = (before, cpu_seconds(*pid)) {
             let per_call = (after - before) * 1e6 / calls.max(1) as f64;
@@ -358,6 +411,12 @@ async fn main() {
                 "  cpu {name} (pid {pid}): {:.2} s over the run = {per_call:.1} µs per call",
                 after - before
             );
+            let _ = write!(
+                figure,
+                " cpu_us_per_call.{}={per_call:.1}",
+                figure_key(name)
+            );
         }
     }
+    println!("{figure}");
 }

@@ -6,6 +6,9 @@
 #                              [--dhat FILE]      (the gateway under `valgrind --tool=dhat`, its heap profile written to
 #                                                  FILE at exit: `bench/alloc-profile.py --peak FILE --calls N` says
 #                                                  who holds the memory at the peak; RSS figures are valgrind's then)
+# The last line is the figures as KEY=VALUE fields (read by scripts/bench-report.sh; keys are only ever added):
+#   FIGURE scenario=memory calls=N upstream=http1|h2c hold_ms=N rss_idle_kib=N rss_peak_kib=N rss_after_kib=N
+#          fds_peak=N grpc_ok=N   (grpc_ok: the calls the gateway's metrics count as answered OK)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -14,9 +17,10 @@ calls=10000
 hold_ms=15000
 upstream_flags=()
 wrapper=()
+upstream_protocol=http1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --upstream-h2c) upstream_flags+=(--upstream-http2-prior-knowledge); shift ;;
+    --upstream-h2c) upstream_flags+=(--upstream-http2-prior-knowledge); upstream_protocol=h2c; shift ;;
     --binary) binary=$2; shift 2 ;;
     --calls) calls=$2; shift 2 ;;
     --hold-ms) hold_ms=$2; shift 2 ;;
@@ -78,11 +82,16 @@ echo "open fds (peak): ${in_flight_seen} (upstream connections + client connecti
 echo "peak - idle per call: $(( (peak - idle) * 1024 / calls )) bytes"
 # h2load counts HTTP statuses only; the gateway's own metrics say how the calls ended.
 echo "== gRPC outcomes (gateway metrics)"
-python3 - "$admin_addr" <<'PY'
+outcomes=$(python3 - "$admin_addr" <<'PY'
 import sys, urllib.request
 text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
 for line in text.splitlines():
     if line.startswith("grpc_server_handled_total") and 'grpc_method="CreateSession"' in line:
         print(line)
 PY
+)
+printf '%s\n' "$outcomes"
 kill -0 "$gateway" || { echo "gateway died" >&2; exit 1; }
+grpc_ok=$(awk '/grpc_code="OK"/ { sum += $NF } END { printf "%d\n", sum }' <<<"$outcomes")
+echo "FIGURE scenario=memory calls=$calls upstream=$upstream_protocol hold_ms=$hold_ms rss_idle_kib=$idle" \
+  "rss_peak_kib=$peak rss_after_kib=$after fds_peak=$in_flight_seen grpc_ok=$grpc_ok"
