@@ -3,7 +3,9 @@
 //! tracing-subscriber's own `JsonFields` builds a map of `serde_json::Value`s (a copy of every string) for each
 //! span and then serialises it; the gateway opens a span for every call, and at `info` a successful call logs
 //! nothing, so that work was wasted on almost every call. [`SpanFields`] writes the same object directly, with no
-//! intermediate values; the JSON event formatter reads it back only when an event is actually written.
+//! intermediate values, collected on the stack and handed over in one write so the span's buffer is allocated once
+//! at its final size (growing it byte run by byte run took six allocations per call); the JSON event formatter
+//! reads it back only when an event is actually written.
 
 use std::fmt::{self, Write};
 
@@ -23,11 +25,13 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        writer.write_char('{')?;
-        let mut members = Members::new(&mut writer, true);
+        let mut batch = Batched::new(&mut writer);
+        batch.write_char('{')?;
+        let mut members = Members::new(&mut batch, true);
         fields.record(&mut members);
         members.result?;
-        writer.write_char('}')
+        batch.write_char('}')?;
+        batch.flush()
     }
 
     /// Appends fields recorded later (`span.record(…)`) to the object. A field recorded twice appears twice; JSON
@@ -43,24 +47,68 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         }
         current.fields.pop();
         let empty = current.fields == "{";
-        let mut writer = current.as_writer();
-        let mut members = Members::new(&mut writer, empty);
-        fields.record(&mut members);
-        let result = members.result;
+        let result = {
+            let mut writer = current.as_writer();
+            let mut batch = Batched::new(&mut writer);
+            let mut members = Members::new(&mut batch, empty);
+            fields.record(&mut members);
+            members.result.and_then(|()| batch.flush())
+        };
         current.fields.push('}');
         result
     }
 }
 
+/// Collects what is written in a buffer on the stack and passes it on in as few writes as it fits in (one, for a
+/// call's span).
+struct Batched<'a, W: Write> {
+    out: &'a mut W,
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl<'a, W: Write> Batched<'a, W> {
+    fn new(out: &'a mut W) -> Self {
+        Self {
+            out,
+            buf: [0; 512],
+            len: 0,
+        }
+    }
+
+    /// Passes on what is buffered.
+    fn flush(&mut self) -> fmt::Result {
+        // Only whole `&str`s are ever buffered, so the bytes are UTF-8.
+        let text = std::str::from_utf8(&self.buf[..self.len]).map_err(|_| fmt::Error)?;
+        self.out.write_str(text)?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for Batched<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.len + s.len() > self.buf.len() {
+            self.flush()?;
+            if s.len() > self.buf.len() {
+                return self.out.write_str(s);
+            }
+        }
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        Ok(())
+    }
+}
+
 /// Writes each visited field as a `"name":value` member.
-struct Members<'a, 'writer> {
-    writer: &'a mut Writer<'writer>,
+struct Members<'a, W: Write> {
+    writer: &'a mut W,
     first: bool,
     result: fmt::Result,
 }
 
-impl<'a, 'writer> Members<'a, 'writer> {
-    fn new(writer: &'a mut Writer<'writer>, first: bool) -> Self {
+impl<'a, W: Write> Members<'a, W> {
+    fn new(writer: &'a mut W, first: bool) -> Self {
         Self {
             writer,
             first,
@@ -69,7 +117,7 @@ impl<'a, 'writer> Members<'a, 'writer> {
     }
 
     /// Writes the separator and `"name":`, then the value with `value`.
-    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'writer>) -> fmt::Result) {
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
@@ -87,13 +135,17 @@ impl<'a, 'writer> Members<'a, 'writer> {
     }
 }
 
-impl Visit for Members<'_, '_> {
+impl<W: Write> Visit for Members<'_, W> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.member(field, |w| write_json_str(w, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, |w| write_json_string(w, format_args!("{value:?}")));
+        self.member(field, |w| {
+            w.write_char('"')?;
+            Escaping(w).write_fmt(format_args!("{value:?}"))?;
+            w.write_char('"')
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -119,7 +171,7 @@ impl Visit for Members<'_, '_> {
 }
 
 /// Writes `value` as a JSON string; most values (ids, names, methods) need no escaping and are copied as they are.
-fn write_json_str(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
+fn write_json_str(writer: &mut impl Write, value: &str) -> fmt::Result {
     writer.write_char('"')?;
     if value.bytes().any(needs_escape) {
         Escaping(writer).write_str(value)?;
@@ -134,17 +186,10 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
 }
 
-/// Writes `value` as a JSON string: quoted, with `"`, `\` and control characters escaped.
-fn write_json_string(writer: &mut Writer<'_>, value: fmt::Arguments<'_>) -> fmt::Result {
-    writer.write_char('"')?;
-    Escaping(writer).write_fmt(value)?;
-    writer.write_char('"')
-}
-
 /// A writer that escapes what passes through it for the inside of a JSON string.
-struct Escaping<'a, 'writer>(&'a mut Writer<'writer>);
+struct Escaping<'a, W: Write>(&'a mut W);
 
-impl Write for Escaping<'_, '_> {
+impl<W: Write> Write for Escaping<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // Every byte that needs escaping is ASCII, so the plain runs between them are whole UTF-8 sequences.
         let mut plain = 0;
@@ -291,6 +336,24 @@ mod tests {
         });
         assert_eq!(lines[0]["span"]["user_id"], hostile);
         assert_eq!(lines[0]["span"]["debug"], format!("{hostile:?}"));
+    }
+
+    #[test]
+    fn fields_longer_than_the_stack_buffer_are_written_whole() {
+        let long = "é".repeat(700);
+        let lines = logged(|| {
+            let span = tracing::info_span!(
+                "call",
+                a = "x".repeat(300).as_str(),
+                b = long.as_str(),
+                c = "end"
+            );
+            let _entered = span.enter();
+            tracing::warn!("call failed");
+        });
+        assert_eq!(lines[0]["span"]["a"], "x".repeat(300));
+        assert_eq!(lines[0]["span"]["b"], long);
+        assert_eq!(lines[0]["span"]["c"], "end");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::{
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use reqwest::{
-    header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER},
+    header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, RETRY_AFTER},
     Method, Response, StatusCode, Url,
 };
 use secrecy::SecretString;
@@ -67,6 +67,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 pub struct UpstreamClient {
     http: reqwest::Client,
     endpoint: Url,
+    /// The `Host` header of an HTTP/1.1 request to `endpoint`, made once: hyper-util would format it on every
+    /// request (two allocations) when it is missing. Not sent with `--upstream-http2-prior-knowledge` (HTTP/2 has
+    /// `:authority`); over TLS, a connection that negotiates HTTP/2 sends it beside `:authority`, with the same value.
+    host: Option<HeaderValue>,
     /// Swapped whole when the secret rotates: a call uses one consistent set from start to end.
     credentials: ArcSwap<Credentials>,
     max_body: usize,
@@ -139,13 +143,23 @@ impl UpstreamClient {
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
+            // The gateway's own retry policy (`--retry-on`, the retry budget, the metrics) is the only one: reqwest
+            // would otherwise retry refused HTTP/2 streams twice on its own, unseen and uncounted, and keep a copy
+            // of every request for it.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()?;
         let endpoint = session_endpoint(&settings.url)?;
+        let host = if settings.http2_prior_knowledge {
+            None
+        } else {
+            host_header(&endpoint)
+        };
 
         let credentials = Credentials::new(&settings.client_id, settings.client_secret.clone())?;
         Ok(Self {
             http,
             endpoint,
+            host,
             credentials: ArcSwap::from_pointee(credentials),
             max_body: settings.max_body,
         })
@@ -181,7 +195,10 @@ impl UpstreamClient {
         *request.body_mut() = Some(body.into());
         // One map, sized once for the credentials and the correlation headers: no per-call growth or merge.
         let request_headers = request.headers_mut();
-        request_headers.reserve(credentials.headers.len() + 3);
+        request_headers.reserve(credentials.headers.len() + 4);
+        if let Some(host) = &self.host {
+            request_headers.insert(HOST, host.clone());
+        }
         for (name, value) in &credentials.headers {
             request_headers.insert(name.clone(), value.clone());
         }
@@ -242,6 +259,17 @@ impl fmt::Debug for UpstreamClient {
             .field("max_body", &self.max_body)
             .finish_non_exhaustive()
     }
+}
+
+/// `host[:port]` of `url` as HTTP/1.1 sends it (the port only when it is not the scheme's default), as hyper-util
+/// would make it.
+fn host_header(url: &Url) -> Option<HeaderValue> {
+    let host = url.host_str()?;
+    let value = match url.port() {
+        Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
+        None => HeaderValue::from_str(host),
+    };
+    value.ok()
 }
 
 fn session_endpoint(base: &Url) -> Result<Url, BuildError> {
@@ -425,6 +453,30 @@ fn root_cause(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_host_header_is_the_one_http1_would_send() {
+        let host = |url: &str| {
+            super::host_header(&super::Url::parse(url).unwrap())
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            host("http://127.0.0.1:8080/s2s/session/").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            host("https://api.kgen.io/s2s/session/").as_deref(),
+            Some("api.kgen.io")
+        );
+        assert_eq!(
+            host("https://api.kgen.io:443/s2s/session/").as_deref(),
+            Some("api.kgen.io")
+        );
+        assert_eq!(
+            host("http://[::1]:9000/s2s/session/").as_deref(),
+            Some("[::1]:9000")
+        );
+    }
+
     use super::*;
 
     #[test]

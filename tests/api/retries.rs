@@ -267,3 +267,24 @@ async fn by_default_a_refused_http2_stream_is_retried() {
         "refused, then answered"
     );
 }
+
+#[tokio::test]
+async fn with_retry_on_none_a_refused_http2_stream_is_tried_once_and_is_unavailable() {
+    let (url, streams) = refusing_h2_upstream(usize::MAX).await;
+    let mut settings = settings_for(&url);
+    settings.upstream.http2_prior_knowledge = true;
+    settings.resilience.retry_on = RetryOn::none();
+    let app = TestApp::spawn(settings).await;
+
+    let status = tokio::time::timeout(Duration::from_secs(5), app.create_session("player-1"))
+        .await
+        .expect("answered")
+        .expect_err("refused");
+
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(
+        streams.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the gateway's retry policy is the only one: no hidden retry inside the HTTP client"
+    );
+}
