@@ -6,6 +6,7 @@
 
 use std::{
     future::Future,
+    net::SocketAddr,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -38,13 +39,14 @@ use crate::{
     core::{self, BreakerState, Sessions, Tenants, UpstreamPin},
     grpc::{
         self, CallerAuth, CallerCheck, GrpcPort, Handler, RequestIdLayer, RequestLimitsLayer,
-        SessionGateway,
+        ServerTls, SessionGateway,
     },
     observability::{BreakerGauge, Metrics, MetricsLayer, TenantGauges},
     proto::{self, session_service_server::SessionServiceServer},
     sandbox::{self, SandboxConfig, SandboxHandle},
     support::{
         secrets::{expose, parse_secret},
+        throttle::Throttle,
         watcher,
     },
     upstream::BuildError,
@@ -279,6 +281,7 @@ impl Application {
             max_connections = limit.max(),
             max_concurrent_calls = self.server.max_concurrent_calls,
             max_concurrent_streams = self.server.max_concurrent_streams,
+            transport = self.server.tls.as_ref().map_or("plaintext", ServerTls::mode),
             "kgen-gateway serving gRPC"
         );
 
@@ -402,12 +405,13 @@ async fn serve_connection<S, B>(
             lifetime.serve(connection, slot).await;
         }
         Some(acceptor) => {
+            let peer = stream.peer_addr().ok();
             let handshake = tokio::time::timeout_at(lifetime.greet_by, acceptor.accept(stream));
             let stream = tokio::select! {
                 handshake = handshake => match handshake {
                     Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
-                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    Ok(Err(error)) => return handshake_failed(peer, &error),
+                    Err(_) => return tracing::debug!(?peer, "TLS handshake timed out"),
                 },
                 () = slot.evicted() => return,
             };
@@ -415,6 +419,19 @@ async fn serve_connection<S, B>(
             let connection = http.serve_connection(io, service);
             lifetime.serve(connection, slot).await;
         }
+    }
+}
+
+/// A refused handshake (an untrusted or malformed client certificate, no common protocol, plaintext sent to the TLS
+/// port) is usually a client's configuration to fix, and invisible to it beyond a generic error: logged at warn with
+/// the peer and rustls' reason, at most once every 10 s (with how many were held back), so a flood cannot fill the
+/// logs.
+fn handshake_failed(peer: Option<SocketAddr>, error: &std::io::Error) {
+    static THROTTLE: Throttle = Throttle::new(Duration::from_secs(10));
+    let peer = peer.map_or_else(|| "unknown".to_owned(), |peer| peer.to_string());
+    match THROTTLE.admit() {
+        Some(held_back) => tracing::warn!(%peer, %error, held_back, "TLS handshake failed"),
+        None => tracing::debug!(%peer, %error, "TLS handshake failed"),
     }
 }
 

@@ -5,7 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
     core::{ResilienceSettings, TenantsConfig},
-    grpc::{CallerAuth, GrpcWebSettings, RequestLimitSettings, DEFAULT_BATCH_CONCURRENCY},
+    grpc::{
+        CallerAuth, GrpcWebSettings, RequestLimitSettings, ServerTls, DEFAULT_BATCH_CONCURRENCY,
+    },
     observability::LogFormat,
     upstream::UpstreamSettings,
 };
@@ -93,7 +95,7 @@ pub struct ServerSettings {
     /// Time and memory bounds on request bodies.
     pub request_limits: RequestLimitSettings,
     /// TLS (and mTLS) for the gRPC listener; plaintext h2c when unset.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<ServerTls>,
     /// gRPC-Web on the gRPC port; off (native gRPC only) when unset.
     pub grpc_web: Option<GrpcWebSettings>,
 }

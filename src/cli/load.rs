@@ -9,7 +9,7 @@ use reqwest::Url;
 use super::{args::GatewayArgs, check::Problems, CLIENT_SECRET_ENV};
 use crate::{
     core::TenantsConfig,
-    grpc::{tls_server_config, CallerAuth, CallerTokens},
+    grpc::{tls_server_config, CallerAuth, CallerTokens, ServerTls},
     support::secrets::check_header_value,
     upstream::DEFAULT_UPSTREAM_URL,
 };
@@ -22,7 +22,7 @@ const TENANTS: &str = "--tenants-file / KGEN_TENANTS_FILE";
 #[derive(Default)]
 pub(super) struct Loaded {
     /// The gRPC port's TLS configuration.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<ServerTls>,
     /// The caller tokens, and the file they came from.
     pub caller_tokens: Option<(PathBuf, Arc<CallerAuth>)>,
     /// Extra CA certificates trusted for KGeN.

@@ -21,5 +21,5 @@ pub use request_limits::{RequestLimitSettings, RequestLimitsLayer};
 pub use routes::Routes;
 pub use service::SessionGateway;
 pub use status::{refusal, DOMAIN, INVALID_BATCH_SIZE};
-pub use tls::{acceptor as tls_acceptor, server_config as tls_server_config};
+pub use tls::{acceptor as tls_acceptor, server_config as tls_server_config, ServerTls};
 pub use web::{AllowedOrigins, GrpcPort, GrpcWebSettings};

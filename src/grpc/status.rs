@@ -17,7 +17,7 @@ use tonic_types::{pb, BadRequest, ErrorInfo, RetryInfo};
 use crate::{
     core::{CallError, Error},
     observability::code_name,
-    support::headers,
+    support::{headers, throttle::Throttle},
     upstream::{self, UpstreamStatus},
 };
 
@@ -217,12 +217,29 @@ pub fn log_failure(CallError { error, attempts }: &CallError) {
     span.record("grpc_code", code_name(code));
     span.record("attempts", attempts);
     span.record("reason", reason);
+    if reason == "UPSTREAM_NOT_FOUND" {
+        warn_upstream_not_found();
+    }
     match severity {
         Severity::Caller => tracing::debug!(reason, attempts, error = %error, "call failed"),
         Severity::Upstream => tracing::warn!(reason, attempts, error = %error, "call failed"),
         Severity::Operator => {
             tracing::error!(reason, attempts, error = %error, "call failed; check the gateway's configuration")
         }
+    }
+}
+
+/// KGeN answering 404 on its one documented endpoint means the upstream URL is wrong, not the caller's request: a
+/// run of them is one warning every 30 s (each call's own line stays at debug, as for other caller-facing codes).
+fn warn_upstream_not_found() {
+    static THROTTLE: Throttle = Throttle::new(Duration::from_secs(30));
+    if let Some(held_back) = THROTTLE.admit() {
+        tracing::warn!(
+            held_back,
+            "KGeN answered 404 Not Found on its session endpoint: check --upstream-url (or a tenant's upstream_url); \
+             it is the base URL, without /s2s/session/, and the endpoint in use is logged at start-up as \
+             \"upstream configured\""
+        );
     }
 }
 

@@ -119,6 +119,26 @@ pub enum TlsError {
     },
 }
 
+/// The gRPC port's TLS: the server configuration, and whether it asks clients for certificates (mTLS).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// What the acceptor uses.
+    pub config: Arc<ServerConfig>,
+    /// Clients must present a certificate from the client CA bundle.
+    pub verifies_clients: bool,
+}
+
+impl ServerTls {
+    /// `"TLS"` or `"mTLS"`, for the start-up line.
+    pub fn mode(&self) -> &'static str {
+        if self.verifies_clients {
+            "mTLS"
+        } else {
+            "TLS"
+        }
+    }
+}
+
 /// Builds the gateway's TLS server configuration from PEM files, failing at start-up rather than at the first
 /// handshake.
 ///
@@ -129,7 +149,7 @@ pub fn server_config(
     cert_path: &Path,
     key_path: &Path,
     client_ca_path: Option<&Path>,
-) -> Result<Arc<ServerConfig>, TlsError> {
+) -> Result<ServerTls, TlsError> {
     let chain = read_certificates(CERTIFICATE_FILE, cert_path)?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate {
@@ -157,12 +177,15 @@ pub fn server_config(
         mtls = client_ca_path.is_some(),
         "TLS server configuration loaded"
     );
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        verifies_clients: client_ca_path.is_some(),
+    })
 }
 
 /// Wraps a server configuration in an acceptor, so the accept loop can turn each TCP stream into a TLS stream.
-pub fn acceptor(config: Arc<ServerConfig>) -> TlsAcceptor {
-    TlsAcceptor::from(config)
+pub fn acceptor(tls: ServerTls) -> TlsAcceptor {
+    TlsAcceptor::from(tls.config)
 }
 
 /// A verifier that requires a client certificate issued by one of the CAs in `path`.
@@ -430,7 +453,7 @@ mod tests {
     #[test]
     fn a_valid_certificate_and_key_load_and_offer_h2_then_http1() {
         let pki = Pki::new();
-        let config = server_config(&pki.cert, &pki.key, None).unwrap();
+        let config = server_config(&pki.cert, &pki.key, None).unwrap().config;
         assert_eq!(
             config.alpn_protocols,
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -514,7 +537,9 @@ mod tests {
     #[test]
     fn with_a_client_ca_the_config_requires_a_client_certificate_from_that_ca() {
         let pki = Pki::new();
-        let config = server_config(&pki.cert, &pki.key, Some(&pki.client_ca)).unwrap();
+        let config = server_config(&pki.cert, &pki.key, Some(&pki.client_ca))
+            .unwrap()
+            .config;
 
         let without = handshake_in_memory(config.clone(), pki.client_config(false)).unwrap_err();
         assert!(
@@ -547,7 +572,7 @@ mod tests {
     #[test]
     fn without_a_client_ca_no_client_certificate_is_needed() {
         let pki = Pki::new();
-        let config = server_config(&pki.cert, &pki.key, None).unwrap();
+        let config = server_config(&pki.cert, &pki.key, None).unwrap().config;
         handshake_in_memory(config, pki.client_config(false)).unwrap();
     }
 

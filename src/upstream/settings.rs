@@ -66,5 +66,62 @@ pub fn parse_upstream_url(raw: &str) -> Result<Url, String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or fragment".to_owned());
     }
+    // The gateway appends the session path itself: a URL that already ends in it would call
+    // `/s2s/session/s2s/session/`, and every call would come back NOT_FOUND.
+    if let Some(base) = url
+        .path()
+        .trim_end_matches('/')
+        .strip_suffix("/s2s/session")
+    {
+        let mut suggestion = url.clone();
+        suggestion.set_path(if base.is_empty() { "/" } else { base });
+        return Err(format!(
+            "already ends in the session path /s2s/session/, which the gateway appends: give the base URL, {}",
+            suggestion.as_str().trim_end_matches('/')
+        ));
+    }
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_upstream_url;
+
+    #[test]
+    fn a_base_url_that_already_ends_in_the_session_path_is_refused_with_the_base_to_give() {
+        for (raw, base) in [
+            (
+                "http://127.0.0.1:8080/s2s/session/",
+                "http://127.0.0.1:8080",
+            ),
+            ("http://127.0.0.1:8080/s2s/session", "http://127.0.0.1:8080"),
+            (
+                "https://kgen.example/api/s2s/session/",
+                "https://kgen.example/api",
+            ),
+        ] {
+            let problem = parse_upstream_url(raw).expect_err(raw);
+            assert!(
+                problem.contains("already ends in the session path"),
+                "{problem}"
+            );
+            assert!(
+                problem.ends_with(&format!("give the base URL, {base}")),
+                "{problem}"
+            );
+        }
+    }
+
+    #[test]
+    fn base_urls_with_or_without_a_path_are_accepted() {
+        for raw in [
+            "https://kgen.example",
+            "https://kgen.example/",
+            "https://kgen.example/api/",
+            "http://127.0.0.1:8080/s2s/",
+            "http://127.0.0.1:8080/sessions/",
+        ] {
+            assert!(parse_upstream_url(raw).is_ok(), "{raw}");
+        }
+    }
 }

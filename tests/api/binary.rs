@@ -98,6 +98,14 @@ fn invalid_settings_exit_2_before_binding() {
             &["--sandbox", "--upstream-url", "ftp://x"],
             "--upstream-url",
         ),
+        (
+            &[
+                "--sandbox",
+                "--upstream-url",
+                "http://127.0.0.1:9/s2s/session/",
+            ],
+            "give the base URL, http://127.0.0.1:9",
+        ),
         (&["--sandbox", "--log-format", "xml"], "--log-format"),
         (&["--sandbox", "--tls-cert", "/tmp/x.pem"], "--tls-key"),
         (&["--sandbox", "--no-such-flag"], "--no-such-flag"),

@@ -216,6 +216,11 @@ async fn a_request_id_is_generated_when_absent_and_returned_on_errors_too() {
 
 /// Runs the real binary with JSON debug logs against `kgen`, makes `calls`, stops it, returns its log lines.
 async fn logs_of_binary(kgen: &FakeKgen, calls: &[(&str, &str)]) -> Vec<String> {
+    logs_of_binary_at("debug", kgen, calls).await
+}
+
+/// [`logs_of_binary`] with `RUST_LOG=rust_log`.
+async fn logs_of_binary_at(rust_log: &str, kgen: &FakeKgen, calls: &[(&str, &str)]) -> Vec<String> {
     let uri = kgen.url();
     let gateway = RunningBinary::gateway(
         &[
@@ -232,7 +237,10 @@ async fn logs_of_binary(kgen: &FakeKgen, calls: &[(&str, &str)]) -> Vec<String> 
             "--upstream-max-attempts",
             "1",
         ],
-        &[("KGEN_CLIENT_SECRET", CLIENT_SECRET), ("RUST_LOG", "debug")],
+        &[
+            ("KGEN_CLIENT_SECRET", CLIENT_SECRET),
+            ("RUST_LOG", rust_log),
+        ],
     )
     .await;
     let mut client = bounded(
@@ -316,4 +324,24 @@ async fn logs_of_a_good_and_a_failed_call_never_hold_secrets_tokens_or_contact_d
             && l.contains("\"upstream_status\":500")),
         "{bad:?}"
     );
+}
+
+#[tokio::test]
+async fn a_run_of_404s_from_kgen_is_one_warning_at_info_that_points_at_the_upstream_url() {
+    let kgen = FakeKgen::start().await;
+    let calls = [
+        ("fault:status:404", "nf-1"),
+        ("fault:status:404", "nf-2"),
+        ("fault:status:404", "nf-3"),
+    ];
+
+    let logs = logs_of_binary_at("info", &kgen, &calls).await;
+
+    let warnings: Vec<&String> = logs
+        .iter()
+        .filter(|line| line.contains("404 Not Found on its session endpoint"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning for the run: {logs:#?}");
+    assert!(warnings[0].contains(r#""level":"WARN""#), "{}", warnings[0]);
+    assert!(warnings[0].contains("--upstream-url"), "{}", warnings[0]);
 }

@@ -15,6 +15,7 @@ use crate::support::{
     assertions::assert_status,
     fake_kgen::{Answer, FakeKgen},
     files::Scratch,
+    process::RunningBinary,
     upstreams::example_kgen,
     wait::{bounded, within_5s},
 };
@@ -328,4 +329,65 @@ async fn rotated_caller_tokens_take_effect_without_a_restart() {
         .create_session(bearer("u", Some("tok-new")))
         .await
         .expect("a bad file keeps the last good tokens");
+}
+
+#[tokio::test]
+async fn a_refused_tls_handshake_is_one_warning_naming_the_peer_and_the_reason_and_start_up_names_mtls(
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (pki, scratch) = (pki(), Scratch::new("tls-warn"));
+    let cert = scratch.write("tls.crt", &pki.server_cert);
+    let key = scratch.write("tls.key", &pki.server_key);
+    let ca = scratch.write("client-ca.crt", &pki.ca_pem);
+    let gateway = RunningBinary::gateway(
+        &[
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--tls-client-ca",
+            ca.to_str().unwrap(),
+        ],
+        &[("RUST_LOG", "info")],
+    )
+    .await;
+    let serving = gateway.logs.last().cloned().unwrap_or_default();
+
+    // The commonest mistake: a plaintext gRPC client on the TLS port, twice.
+    for _ in 0..2 {
+        let mut socket = bounded(
+            "a TCP connection",
+            tokio::net::TcpStream::connect(gateway.addr),
+        )
+        .await
+        .unwrap();
+        socket
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 64];
+        let _ = bounded("the gateway to end the handshake", socket.read(&mut answer)).await;
+    }
+    let (code, logs) = gateway.stop().await;
+
+    assert_eq!(code, Some(0));
+    assert!(serving.contains(r#""transport":"mTLS""#), "{serving}");
+    let warnings: Vec<&String> = logs
+        .iter()
+        .filter(|line| line.contains("TLS handshake failed"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning for the run: {logs:#?}");
+    for expected in [r#""level":"WARN""#, r#""peer":"127.0.0.1:"#, r#""error":""#] {
+        assert!(
+            warnings[0].contains(expected),
+            "{expected}: {}",
+            warnings[0]
+        );
+    }
 }
