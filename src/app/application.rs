@@ -112,7 +112,7 @@ impl Application {
             tracing::info!(upstream = %flag.upstream().endpoint(), "upstream configured");
         }
         if settings.tenants.is_some() {
-            tracing::info!(tenants = ?*tenants, "tenants configured");
+            tracing::info!(tenants = %tenants.summary(), "tenants configured");
         }
         let cut_off = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());

@@ -450,6 +450,34 @@ impl fmt::Debug for Tenants {
     }
 }
 
+impl Tenants {
+    /// The tenants for a log line people read: `"alpha (default), bold"`, names sorted, the default marked, and
+    /// `; pinned to the sandbox` in sandbox mode.
+    pub fn summary(&self) -> String {
+        let current = self.current.load();
+        let mut names: Vec<&str> = current.by_name.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut summary = names
+            .iter()
+            .map(|name| {
+                if current.default.as_deref() == Some(*name) {
+                    format!("{name} (default)")
+                } else {
+                    (*name).to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if summary.is_empty() {
+            summary.push_str("none");
+        }
+        if self.pin.is_some() {
+            summary.push_str("; pinned to the sandbox");
+        }
+        summary
+    }
+}
+
 /// What a reload changed, for its log line.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -871,6 +899,13 @@ upstream_url = "https://prod.example/base"
         let flags = UpstreamSettings::new(url(), "flag-id", "flag-secret");
         let file = parse(TWO).unwrap();
         Tenants::new(&flags, &ResilienceSettings::default(), Some(&file)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_start_up_summary_names_the_tenants_and_marks_the_default() {
+        let summary = registry().summary();
+        assert_eq!(summary, "callbreak (default), default, ludo-2");
+        assert!(!summary.contains("Tenants {"), "{summary}");
     }
 
     #[tokio::test]
