@@ -37,7 +37,10 @@ mod upstream;
 pub use app::{
     shutdown_signal, Application, ServerSettings, Settings, StartupError, ADMIN_MAX_CONNECTIONS,
 };
-pub use cli::{Cli, Command, ConfigError, GatewayArgs, Invalid, SandboxArgs, CLIENT_SECRET_ENV};
+pub use cli::{
+    Cli, Command, ConfigError, GatewayArgs, Invalid, SandboxArgs, ADMIN_LISTEN, CLIENT_SECRET_ENV,
+    LISTEN, SANDBOX_LISTEN,
+};
 pub use core::{validate_user_id, CallError, Error, RetryOn, MAX_BATCH_SIZE, MAX_USER_ID_BYTES};
 pub use grpc::{
     AllowedOrigins, AuthError, CallerAuth, CallerTokens, GrpcWebSettings, RequestLimitSettings,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use kgen_gateway::{
     init_telemetry, sandbox, shutdown_signal, Application, Cli, Command, GatewayArgs, SandboxArgs,
+    ADMIN_LISTEN, LISTEN, SANDBOX_LISTEN,
 };
 use tokio::net::TcpListener;
 
@@ -70,29 +71,34 @@ async fn run_gateway(args: GatewayArgs) -> Result<(), (u8, String)> {
     let mut app = Application::build(settings)
         .await
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
-    let listener = bind(listen).await?;
-    app.serve_admin_on(bind(admin_listen).await?);
+    let listener = bind(listen, LISTEN).await?;
+    app.serve_admin_on(bind(admin_listen, ADMIN_LISTEN).await?);
     let shutdown = shutdown_signal();
     app.run(listener, shutdown)
         .await
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))
 }
 
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, (u8, String)> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| (EXIT_RUNTIME, format!("cannot listen on {addr}: {e}")))
+/// Binds `addr`, the value of `setting`; a failure names the setting and, for a port in use, what to do.
+async fn bind(addr: std::net::SocketAddr, setting: &str) -> Result<TcpListener, (u8, String)> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let advice = match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "; another process (another kgen-gateway?) holds that port: stop it, or give another address with {setting}"
+            ),
+            std::io::ErrorKind::AddrNotAvailable => {
+                format!("; that IP is not an address of this machine: give one of its addresses, or 0.0.0.0, with {setting}")
+            }
+            _ => String::new(),
+        };
+        (EXIT_RUNTIME, format!("cannot listen on {addr} ({setting}): {e}{advice}"))
+    })
 }
 
 async fn run_sandbox(args: SandboxArgs) -> Result<(), (u8, String)> {
     let _telemetry = init_telemetry(args.log_format.into(), None).map_err(|e| (EXIT_CONFIG, e))?;
     let config = args.config();
-    let listener = TcpListener::bind(args.listen).await.map_err(|e| {
-        (
-            EXIT_RUNTIME,
-            format!("cannot listen on {}: {e}", args.listen),
-        )
-    })?;
+    let listener = bind(args.listen, SANDBOX_LISTEN).await?;
     let addr = listener
         .local_addr()
         .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;

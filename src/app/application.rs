@@ -36,10 +36,10 @@ use super::{
     settings::{ServerSettings, Settings},
 };
 use crate::{
-    core::{self, BreakerState, Sessions, Tenants, UpstreamPin},
+    core::{self, BreakerState, Sessions, TenantGrant, Tenants, UpstreamPin},
     grpc::{
-        self, CallerAuth, CallerCheck, GrpcPort, Handler, RequestIdLayer, RequestLimitsLayer,
-        ServerTls, SessionGateway,
+        self, CallerAuth, CallerCheck, CallerTokens, GrpcPort, Handler, RequestIdLayer,
+        RequestLimitsLayer, ServerTls, SessionGateway,
     },
     observability::{BreakerGauge, Metrics, MetricsLayer, TenantGauges},
     proto::{self, session_service_server::SessionServiceServer},
@@ -113,6 +113,9 @@ impl Application {
         }
         if settings.tenants.is_some() {
             tracing::info!(tenants = %tenants.summary(), "tenants configured");
+        }
+        if let Some((_, auth)) = &settings.caller_tokens {
+            warn_grants_of_unknown_tenants(&auth.current(), &tenants);
         }
         let cut_off = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
@@ -418,6 +421,23 @@ async fn serve_connection<S, B>(
             let io = TokioIo::new(Greeting::new(stream, &slot));
             let connection = http.serve_connection(io, service);
             lifetime.serve(connection, slot).await;
+        }
+    }
+}
+
+/// A caller-tokens line may grant a tenant that is not configured (a typo, or a tenant not added yet): its calls
+/// for that tenant would be refused, so it is said once at start-up.
+fn warn_grants_of_unknown_tenants(tokens: &CallerTokens, tenants: &Tenants) {
+    for (caller, grant) in tokens.grants() {
+        if let TenantGrant::Only(names) = grant {
+            for tenant in names.iter().filter(|name| !tenants.contains(name)) {
+                tracing::warn!(
+                    caller,
+                    tenant = %tenant,
+                    "a caller's grant names a tenant that is not configured: its calls for that tenant are refused \
+                     until the tenant is added"
+                );
+            }
         }
     }
 }

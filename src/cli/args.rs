@@ -19,6 +19,23 @@ use crate::{
 
 /// Environment variable holding the client secret (deliberately not a flag).
 pub const CLIENT_SECRET_ENV: &str = "KGEN_CLIENT_SECRET";
+
+/// The gateway's gRPC address, as errors name it.
+pub const LISTEN: &str = "--listen / KGEN_GATEWAY_LISTEN";
+/// The admin address, as errors name it.
+pub const ADMIN_LISTEN: &str = "--admin-listen / KGEN_ADMIN_LISTEN";
+/// The standalone sandbox's address, as errors name it.
+pub const SANDBOX_LISTEN: &str = "--listen / KGEN_SANDBOX_LISTEN";
+
+/// A listen address: an IP and a port. The standard parser's "invalid socket address syntax" does not say that a
+/// host name (`localhost:50051`) is what it refuses.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        "expected IP:PORT, such as 0.0.0.0:50051 (every interface) or 127.0.0.1:50051 (this machine only); a host \
+         name such as localhost is not accepted"
+            .to_owned()
+    })
+}
 /// Environment variable holding the standalone sandbox's accepted secret.
 pub const SANDBOX_CLIENT_SECRET_ENV: &str = "KGEN_SANDBOX_CLIENT_SECRET";
 
@@ -84,10 +101,10 @@ impl From<LogFormatArg> for LogFormat {
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
     /// Address the gRPC server listens on.
-    #[arg(long, env = "KGEN_GATEWAY_LISTEN", default_value = "0.0.0.0:50051")]
+    #[arg(long, env = "KGEN_GATEWAY_LISTEN", default_value = "0.0.0.0:50051", value_parser = listen_address)]
     pub listen: SocketAddr,
     /// Address of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
-    #[arg(long, env = "KGEN_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    #[arg(long, env = "KGEN_ADMIN_LISTEN", default_value = "127.0.0.1:9090", value_parser = listen_address)]
     pub admin_listen: SocketAddr,
     /// Base URL of KGeN's platform API (`/s2s/session/` is appended).
     #[arg(long, env = "KGEN_UPSTREAM_URL", default_value = DEFAULT_UPSTREAM_URL)]
@@ -237,8 +254,9 @@ pub struct GatewayArgs {
     /// `--features otlp`.
     #[arg(long, env = "KGEN_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
-    /// Serve against an embedded fake KGeN upstream (responses are fake; no credentials needed).
-    #[arg(long, env = "KGEN_SANDBOX")]
+    /// Serve against an embedded fake KGeN upstream (responses are fake; no credentials needed). `KGEN_SANDBOX`
+    /// takes what people type for booleans: 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "KGEN_SANDBOX", value_parser = clap::builder::BoolishValueParser::new())]
     pub sandbox: bool,
 }
 
@@ -246,7 +264,7 @@ pub struct GatewayArgs {
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// Address the fake upstream listens on.
-    #[arg(long, env = "KGEN_SANDBOX_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "KGEN_SANDBOX_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_address)]
     pub listen: SocketAddr,
     /// Client id the fake upstream accepts (secret from KGEN_SANDBOX_CLIENT_SECRET, default `sandbox-secret`).
     #[arg(long, env = "KGEN_SANDBOX_CLIENT_ID", default_value = SANDBOX_CLIENT_ID)]

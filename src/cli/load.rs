@@ -139,7 +139,10 @@ fn credentials(
             .take(ID, check_header_value(id))
             .map_or_else(String::new, |()| id.clone()),
         None => {
-            problems.add(ID, "missing (required unless --sandbox)");
+            problems.add(
+                ID,
+                "missing (required unless --sandbox, or --tenants-file names the tenants)",
+            );
             String::new()
         }
     };
@@ -150,7 +153,10 @@ fn credentials(
         }
         (None, Some(secret)) => Some(secret.trim().to_owned()),
         (None, None) => {
-            problems.add(SECRET, "missing (required unless --sandbox)");
+            problems.add(
+                SECRET,
+                "missing (required unless --sandbox, or --tenants-file names the tenants)",
+            );
             None
         }
     };

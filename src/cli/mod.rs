@@ -7,7 +7,9 @@ mod check;
 mod load;
 mod settings;
 
-pub use args::{Cli, Command, GatewayArgs, SandboxArgs, CLIENT_SECRET_ENV};
+pub use args::{
+    Cli, Command, GatewayArgs, SandboxArgs, ADMIN_LISTEN, CLIENT_SECRET_ENV, LISTEN, SANDBOX_LISTEN,
+};
 pub use check::{ConfigError, Invalid};
 
 #[cfg(test)]

@@ -173,7 +173,7 @@ impl TenantsConfig {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         Self::parse(&text, base, fallback_url, env)
             .map_err(|problem| format!("{}: {problem}", path.display()))
@@ -262,9 +262,8 @@ fn resolve(
             };
             let content = std::fs::read(&path).map_err(|e| {
                 problem(format!(
-                    "client_secret_file: cannot read {}: {}",
-                    path.display(),
-                    e.kind()
+                    "client_secret_file: cannot read {}: {e}",
+                    path.display()
                 ))
             })?;
             parse_secret(&content)

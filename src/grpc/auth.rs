@@ -67,6 +67,14 @@ pub enum AuthError {
         /// 1-based line number.
         line: usize,
     },
+    /// A `key=` after the token that is not `tenants=` (e.g. `tenant=`).
+    #[error("line {line}: `{key}=` is not a setting of the tokens file; the tenants a caller may use are given as `tenants=a,b` (or `tenants=*`)")]
+    UnknownSetting {
+        /// The line, from 1.
+        line: usize,
+        /// The key as written (printable ASCII, at most 32 characters).
+        key: String,
+    },
     /// `tenants=` is not `*` or a comma-separated list of tenant names.
     #[error("line {line}: `tenants=` must be `*` or comma-separated tenant names")]
     InvalidTenants {
@@ -164,6 +172,24 @@ impl CallerTokens {
                         .ok_or(AuthError::InvalidTenants { line })?;
                     (head.trim_end(), grant)
                 }
+                // Any other trailing `key=value` after `name:token` is a setting the file does not have: most
+                // likely `tenant=` for `tenants=`.
+                Some((head, setting))
+                    if setting.contains('=')
+                        && head
+                            .split_once(':')
+                            .is_some_and(|(_, token)| !token.trim().is_empty()) =>
+                {
+                    let key = setting.split('=').next().unwrap_or_default();
+                    return Err(AuthError::UnknownSetting {
+                        line,
+                        key: key
+                            .chars()
+                            .filter(char::is_ascii_graphic)
+                            .take(32)
+                            .collect(),
+                    });
+                }
                 _ => (trimmed, TenantGrant::DefaultOnly),
             };
             let (name, token) = trimmed
@@ -222,6 +248,13 @@ impl CallerTokens {
     /// The configured callers' names, in file order, for start-up and reload logs.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.callers.iter().map(|caller| caller.name.as_str())
+    }
+
+    /// Each caller's name with the tenants it may use.
+    pub fn grants(&self) -> impl Iterator<Item = (&str, &TenantGrant)> {
+        self.callers
+            .iter()
+            .map(|caller| (caller.name.as_str(), &caller.tenants))
     }
 
     /// Checks an `authorization` header value and returns the name of the caller whose token it carries.
@@ -429,6 +462,19 @@ lobby:lb-0a1b2c3d:with-colons
             "{err:?}"
         );
         assert!(!err.to_string().contains("same-token"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_tenants_setting_is_named_instead_of_blaming_the_token() {
+        let err = CallerTokens::parse("ok:fine\ngame:game-secret tenant=alpha\n").unwrap_err();
+        assert!(
+            matches!(&err, AuthError::UnknownSetting { line: 2, key } if key == "tenant"),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert!(shown.contains("`tenant=` is not a setting"), "{shown}");
+        assert!(shown.contains("tenants=a,b"), "{shown}");
+        assert!(!shown.contains("game-secret"), "{shown}");
     }
 
     #[test]

@@ -80,6 +80,55 @@ fn missing_secret_exits_2_and_names_every_way_to_set_it() {
         stderr.contains("--client-secret-file / KGEN_CLIENT_SECRET_FILE / KGEN_CLIENT_SECRET"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("--tenants-file"),
+        "the other way to give credentials: {stderr}"
+    );
+}
+
+#[test]
+fn a_port_in_use_names_the_setting_and_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+
+    let out = run_to_exit(&["--sandbox", "--listen", &addr], &[]);
+
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    for expected in [
+        addr.as_str(),
+        "--listen / KGEN_GATEWAY_LISTEN",
+        "another process",
+    ] {
+        assert!(last.contains(expected), "{expected}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn kgen_sandbox_takes_the_booleans_people_type() {
+    for value in ["1", "true", "yes", "on"] {
+        let gateway = RunningBinary::gateway(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ],
+            &[("KGEN_SANDBOX", value)],
+        )
+        .await;
+        let (code, _) = gateway.stop().await;
+        assert_eq!(code, Some(0), "KGEN_SANDBOX={value}");
+    }
+    let out = run_to_exit(&["--listen", "127.0.0.1:0"], &[("KGEN_SANDBOX", "0")]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "KGEN_SANDBOX=0 is off: credentials are missing"
+    );
 }
 
 #[test]
@@ -90,6 +139,10 @@ fn invalid_settings_exit_2_before_binding() {
             "--upstream-timeout",
         ),
         (&["--sandbox", "--listen", "not-an-address"], "--listen"),
+        (
+            &["--sandbox", "--listen", "localhost:50051"],
+            "a host name such as localhost is not accepted",
+        ),
         (
             &["--sandbox", "--max-upstream-body", "12XB"],
             "--max-upstream-body",
@@ -113,6 +166,10 @@ fn invalid_settings_exit_2_before_binding() {
         (
             &["--sandbox", "--tenants-file", "/nonexistent/tenants.toml"],
             "--tenants-file",
+        ),
+        (
+            &["--sandbox", "--tenants-file", "/nonexistent/tenants.toml"],
+            "cannot read /nonexistent/tenants.toml: No such file or directory",
         ),
         (&["sandbox", "--worker-threads", "many"], "--worker-threads"),
         (

@@ -345,6 +345,8 @@ async fn a_refused_tls_handshake_is_one_warning_naming_the_peer_and_the_reason_a
             "--sandbox",
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--log-format",
             "json",
             "--tls-cert",

@@ -12,6 +12,7 @@ use crate::support::{
     assertions::{assert_secret_absent, assert_status},
     fake_kgen::{Answer, FakeKgen},
     files::Scratch,
+    process::RunningBinary,
     upstreams::secret_echoing_upstream,
     wait::{bounded, within_5s},
 };
@@ -554,4 +555,51 @@ async fn every_tenants_own_current_secret_is_scrubbed_from_upstream_messages_how
         assert_secret_absent(&status, secret);
         assert_eq!(status.message(), all_redacted, "{tenant:?}");
     }
+}
+
+#[tokio::test]
+async fn a_grant_naming_a_tenant_that_is_not_configured_is_a_warning_at_start_up() {
+    let scratch = Scratch::new("unknown-grant");
+    let tenants = scratch.write(
+        "tenants.toml",
+        "[tenants.alpha]\nclient_id = \"alpha\"\nclient_secret_env = \"KGEN_TEST_ALPHA_SECRET\"\n",
+    );
+    let tokens = scratch.write("tokens.txt", "game:game-token tenants=alpha,ghost\n");
+    let gateway = RunningBinary::gateway(
+        &[
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--tenants-file",
+            tenants.to_str().unwrap(),
+            "--caller-tokens-file",
+            tokens.to_str().unwrap(),
+        ],
+        &[("KGEN_TEST_ALPHA_SECRET", "alpha-secret")],
+    )
+    .await;
+    let (code, logs) = gateway.stop().await;
+
+    assert_eq!(code, Some(0));
+    let warnings: Vec<&String> = logs
+        .iter()
+        .filter(|line| line.contains("grant names a tenant that is not configured"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs:#?}");
+    for expected in [
+        r#""level":"WARN""#,
+        r#""caller":"game""#,
+        r#""tenant":"ghost""#,
+    ] {
+        assert!(
+            warnings[0].contains(expected),
+            "{expected}: {}",
+            warnings[0]
+        );
+    }
+    assert!(!warnings[0].contains("game-token"), "{}", warnings[0]);
 }
