@@ -57,32 +57,34 @@ fn service_name(path: &str) -> Option<&str> {
 
 type Answer = Result<Response<Body>, Infallible>;
 
+/// What tonic generates for a service: a named server taking requests with body `B`, whose boxed future always
+/// answers.
+pub trait GeneratedServer<B>:
+    Service<
+        Request<B>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = BoxFuture<Response<Body>, Infallible>,
+    > + NamedService
+{
+}
+
+impl<B, T> GeneratedServer<B> for T where
+    T: Service<
+            Request<B>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future = BoxFuture<Response<Body>, Infallible>,
+        > + NamedService
+{
+}
+
 impl<B, S, H, R1, R2> Service<Request<B>> for Routes<S, H, R1, R2>
 where
-    S: Service<
-            Request<B>,
-            Response = Response<Body>,
-            Error = Infallible,
-            Future = BoxFuture<Response<Body>, Infallible>,
-        > + NamedService,
-    H: Service<
-            Request<B>,
-            Response = Response<Body>,
-            Error = Infallible,
-            Future = BoxFuture<Response<Body>, Infallible>,
-        > + NamedService,
-    R1: Service<
-            Request<B>,
-            Response = Response<Body>,
-            Error = Infallible,
-            Future = BoxFuture<Response<Body>, Infallible>,
-        > + NamedService,
-    R2: Service<
-            Request<B>,
-            Response = Response<Body>,
-            Error = Infallible,
-            Future = BoxFuture<Response<Body>, Infallible>,
-        > + NamedService,
+    S: GeneratedServer<B>,
+    H: GeneratedServer<B>,
+    R1: GeneratedServer<B>,
+    R2: GeneratedServer<B>,
 {
     type Response = Response<Body>;
     type Error = Infallible;

@@ -108,18 +108,7 @@ fn a_port_in_use_names_the_setting_and_what_to_do() {
 #[tokio::test]
 async fn kgen_sandbox_takes_the_booleans_people_type() {
     for value in ["1", "true", "yes", "on"] {
-        let gateway = RunningBinary::gateway(
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ],
-            &[("KGEN_SANDBOX", value)],
-        )
-        .await;
+        let gateway = RunningBinary::gateway(&[], &[("KGEN_SANDBOX", value)]).await;
         let (code, _) = gateway.stop().await;
         assert_eq!(code, Some(0), "KGEN_SANDBOX={value}");
     }
@@ -243,12 +232,6 @@ async fn sandbox_binary_serves_sessions_and_exits_0_on_sigterm() {
     let gateway = RunningBinary::gateway(
         &[
             "--sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
             "--shutdown-grace",
             "2s",
             "--worker-threads",
@@ -324,12 +307,6 @@ async fn sandbox_binary_warns_once_naming_the_ignored_credentials_without_their_
     let gateway = RunningBinary::gateway(
         &[
             "--sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
             "--upstream-url",
             "http://127.0.0.1:9",
             "--worker-threads",

@@ -224,12 +224,6 @@ async fn logs_of_binary_at(rust_log: &str, kgen: &FakeKgen, calls: &[(&str, &str
     let uri = kgen.url();
     let gateway = RunningBinary::gateway(
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
             "--upstream-url",
             &uri,
             "--client-id",

@@ -18,21 +18,7 @@ async fn spans_of_calls_are_exported_to_the_otlp_collector() {
         Answer::empty(if export { 200 } else { 404 })
     });
     let uri = collector.url();
-    let gateway = RunningBinary::gateway(
-        &[
-            "--sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--otlp-endpoint",
-            &uri,
-        ],
-        &[],
-    )
-    .await;
+    let gateway = RunningBinary::gateway(&["--sandbox", "--otlp-endpoint", &uri], &[]).await;
     create_session_at(gateway.addr, "traced-user")
         .await
         .expect("session");

@@ -343,12 +343,6 @@ async fn a_refused_tls_handshake_is_one_warning_naming_the_peer_and_the_reason_a
     let gateway = RunningBinary::gateway(
         &[
             "--sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
             "--tls-cert",
             cert.to_str().unwrap(),
             "--tls-key",

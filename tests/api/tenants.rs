@@ -568,12 +568,6 @@ async fn a_grant_naming_a_tenant_that_is_not_configured_is_a_warning_at_start_up
     let gateway = RunningBinary::gateway(
         &[
             "--sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
             "--tenants-file",
             tenants.to_str().unwrap(),
             "--caller-tokens-file",

@@ -12,6 +12,16 @@ use super::wait::bounded;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_kgen-gateway");
 
+/// What every gateway started by [`RunningBinary::gateway`] is given.
+const GATEWAY_ARGS: [&str; 6] = [
+    "--listen",
+    "127.0.0.1:0",
+    "--admin-listen",
+    "127.0.0.1:0",
+    "--log-format",
+    "json",
+];
+
 pub struct RunningBinary {
     child: Child,
     lines: Lines<BufReader<ChildStderr>>,
@@ -22,9 +32,11 @@ pub struct RunningBinary {
 }
 
 impl RunningBinary {
-    /// Starts the gateway (`args` must include `--log-format json` and port-0 listeners) and waits until it serves.
+    /// Starts the gateway with `args` and waits until it serves. Both listeners on loopback port 0 and JSON logs
+    /// (what `start` reads) are given here, so no test can forget one and collide on a default port.
     pub async fn gateway(args: &[&str], env: &[(&str, &str)]) -> RunningBinary {
-        Self::start(args, env, |event| {
+        let args: Vec<&str> = GATEWAY_ARGS.iter().chain(args).copied().collect();
+        Self::start(&args, env, |event| {
             event["message"] == "kgen-gateway serving gRPC"
         })
         .await
