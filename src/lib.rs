@@ -38,8 +38,8 @@ pub use app::{
     shutdown_signal, Application, ServerSettings, Settings, StartupError, ADMIN_MAX_CONNECTIONS,
 };
 pub use cli::{
-    Cli, Command, ConfigError, GatewayArgs, Invalid, SandboxArgs, ADMIN_LISTEN, CLIENT_SECRET_ENV,
-    LISTEN, SANDBOX_LISTEN,
+    usage_error_line, Cli, Command, ConfigError, GatewayArgs, Invalid, SandboxArgs, ADMIN_LISTEN,
+    CLIENT_SECRET_ENV, LISTEN, SANDBOX_LISTEN,
 };
 pub use core::{validate_user_id, CallError, Error, RetryOn, MAX_BATCH_SIZE, MAX_USER_ID_BYTES};
 pub use grpc::{

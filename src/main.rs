@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use kgen_gateway::{
-    init_telemetry, sandbox, shutdown_signal, Application, Cli, Command, GatewayArgs, SandboxArgs,
-    ADMIN_LISTEN, LISTEN, SANDBOX_LISTEN,
+    init_telemetry, sandbox, shutdown_signal, usage_error_line, Application, Cli, Command,
+    GatewayArgs, SandboxArgs, ADMIN_LISTEN, LISTEN, SANDBOX_LISTEN,
 };
 use tokio::net::TcpListener;
 
@@ -20,18 +20,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => error.exit(), // --help, --version
         Err(error) => {
-            // One line naming the setting; clap's usage block would bury it.
-            let text = error.to_string();
-            let line: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            eprintln!(
-                "kgen-gateway: {}",
-                line.join(" ").trim_start_matches("error: ")
-            );
+            let argv: Vec<_> = std::env::args_os().collect();
+            eprintln!("kgen-gateway: {}", usage_error_line(&error, &argv));
             return ExitCode::from(EXIT_CONFIG);
         }
     };

@@ -36,6 +36,16 @@ fn listen_address(text: &str) -> Result<SocketAddr, String> {
             .to_owned()
     })
 }
+/// A switch's value from its environment variable: what people type for booleans, in any case. Empty is off, as
+/// for an unset variable; anything else is refused rather than taken as on.
+fn boolean(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" | "t" => Ok(true),
+        "0" | "false" | "no" | "off" | "n" | "f" | "" => Ok(false),
+        _ => Err("expected a boolean: true or false, 1 or 0, yes or no, on or off".to_owned()),
+    }
+}
+
 /// Environment variable holding the standalone sandbox's accepted secret.
 pub const SANDBOX_CLIENT_SECRET_ENV: &str = "KGEN_SANDBOX_CLIENT_SECRET";
 
@@ -126,7 +136,7 @@ pub struct GatewayArgs {
     pub max_upstream_body: usize,
     /// Speak HTTP/2 to the upstream without negotiation (h2c for `http://` URLs, e.g. an h2c sidecar or the
     /// standalone sandbox in benchmarks); by default HTTP/2 is used only where TLS ALPN offers it.
-    #[arg(long, env = "KGEN_UPSTREAM_HTTP2_PRIOR_KNOWLEDGE")]
+    #[arg(long, env = "KGEN_UPSTREAM_HTTP2_PRIOR_KNOWLEDGE", value_parser = boolean)]
     pub upstream_http2_prior_knowledge: bool,
     /// PEM file of extra CA certificates trusted for KGeN's TLS (added to the bundled Mozilla roots).
     #[arg(long, env = "KGEN_UPSTREAM_CA_FILE")]
@@ -238,7 +248,7 @@ pub struct GatewayArgs {
     pub tenants_file: Option<PathBuf>,
     /// Also serve gRPC-Web (`application/grpc-web`, `-text`) on the gRPC port, over HTTP/1.1 and HTTP/2, for
     /// browsers and edge workers.
-    #[arg(long, env = "KGEN_GRPC_WEB")]
+    #[arg(long, env = "KGEN_GRPC_WEB", value_parser = boolean)]
     pub grpc_web: bool,
     /// Origins whose web pages may call over gRPC-Web (CORS): comma-separated exact origins such as
     /// `https://tools.example.com`, or `*` for any origin. Needs --grpc-web.
@@ -256,7 +266,7 @@ pub struct GatewayArgs {
     pub otlp_endpoint: Option<String>,
     /// Serve against an embedded fake KGeN upstream (responses are fake; no credentials needed). `KGEN_SANDBOX`
     /// takes what people type for booleans: 1/0, true/false, yes/no, on/off.
-    #[arg(long, env = "KGEN_SANDBOX", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "KGEN_SANDBOX", value_parser = boolean)]
     pub sandbox: bool,
 }
 

@@ -6,11 +6,13 @@ mod args;
 mod check;
 mod load;
 mod settings;
+mod usage;
 
 pub use args::{
     Cli, Command, GatewayArgs, SandboxArgs, ADMIN_LISTEN, CLIENT_SECRET_ENV, LISTEN, SANDBOX_LISTEN,
 };
 pub use check::{ConfigError, Invalid};
+pub use usage::one_line as usage_error_line;
 
 #[cfg(test)]
 mod tests;

@@ -208,24 +208,42 @@ pub fn refusal(error: Error) -> Status {
     status(&error)
 }
 
-/// Records the outcome of a failed call in the current span (`grpc_code`, `attempts`, `reason`) and logs it once,
-/// at a level by whose problem it is: debug for the caller's mistakes, warn for KGeN's failures, error for the
-/// operator's (rejected credentials, TLS). The one place a failed call is logged.
+/// Records the outcome of a failed call in the current span (`grpc_code`, `attempts`, `reason`, and KGeN's
+/// `upstream_status`) and logs it once, at a level by whose problem it is: debug for the caller's mistakes, warn for
+/// KGeN's failures, error for the operator's (rejected credentials, TLS). The one place a failed call is logged.
+///
+/// Each field appears once on the line: `reason` and `attempts` are event fields only when the current span cannot
+/// hold them (a refusal before the call's span opens); text logs print a span's fields and the event's side by side.
 pub fn log_failure(CallError { error, attempts }: &CallError) {
     let (code, reason, severity) = classify(error);
     let span = tracing::Span::current();
+    let in_call_span = span
+        .metadata()
+        .is_some_and(|span| span.fields().field("reason").is_some());
     span.record("grpc_code", code_name(code));
     span.record("attempts", attempts);
     span.record("reason", reason);
+    // KGeN's status of the last attempt, recorded once here (not per attempt, which text logs would repeat);
+    // earlier attempts' statuses are in the metrics.
+    if let Some(status) = error.upstream_status() {
+        span.record("upstream_status", status.code);
+    }
     if reason == "UPSTREAM_NOT_FOUND" {
         warn_upstream_not_found();
     }
+    macro_rules! failed {
+        ($level:ident, $message:literal) => {
+            if in_call_span {
+                tracing::$level!(error = %error, $message)
+            } else {
+                tracing::$level!(reason, attempts, error = %error, $message)
+            }
+        };
+    }
     match severity {
-        Severity::Caller => tracing::debug!(reason, attempts, error = %error, "call failed"),
-        Severity::Upstream => tracing::warn!(reason, attempts, error = %error, "call failed"),
-        Severity::Operator => {
-            tracing::error!(reason, attempts, error = %error, "call failed; check the gateway's configuration")
-        }
+        Severity::Caller => failed!(debug, "call failed"),
+        Severity::Upstream => failed!(warn, "call failed"),
+        Severity::Operator => failed!(error, "call failed; check the gateway's configuration"),
     }
 }
 

@@ -220,13 +220,15 @@ impl UpstreamClient {
                 Err(error) => Err(error),
             };
             // Recorded for the failure's log line only: on the hot path a span record costs more than the
-            // decode (the JSON formatter re-serialises the span's fields).
+            // decode (the JSON formatter re-serialises the span's fields). A body that is not a session is never
+            // retried, so this is the call's last attempt and the field is recorded once.
             if session.is_err() {
                 tracing::Span::current().record("upstream_status", status.as_u16());
             }
             return session;
         }
-        tracing::Span::current().record("upstream_status", status.as_u16());
+        // Not recorded here: an attempt that is retried would add its status to the span once more (text logs
+        // repeat a field recorded twice); `grpc::status::log_failure` records the last one, once.
         Err(Error::HttpStatus(
             upstream_status(status, response, &credentials.secret).await,
         ))

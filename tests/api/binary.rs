@@ -121,6 +121,62 @@ async fn kgen_sandbox_takes_the_booleans_people_type() {
 }
 
 #[test]
+fn a_bad_value_from_the_environment_names_the_variable_and_what_is_expected() {
+    // Each is refused while parsing, before anything is bound.
+    for (args, env, value, expected) in [
+        (
+            &[][..],
+            "KGEN_SANDBOX",
+            "maybe",
+            "expected a boolean: true or false, 1 or 0",
+        ),
+        (
+            &["--sandbox"],
+            "KGEN_GRPC_WEB",
+            "sure",
+            "expected a boolean",
+        ),
+        (
+            &["--sandbox"],
+            "KGEN_GATEWAY_LISTEN",
+            "localhost:1",
+            "expected IP:PORT",
+        ),
+        (
+            &["--sandbox"],
+            "KGEN_MAX_CONCURRENT_CALLS",
+            "lots",
+            "invalid digit",
+        ),
+    ] {
+        let out = run_to_exit(args, &[(env, value)]);
+
+        assert_eq!(out.status.code(), Some(2), "{env}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        for needle in [
+            expected,
+            &format!("the value comes from the environment variable {env}"),
+        ] {
+            assert!(stderr.contains(needle), "{env}={value}: {needle}: {stderr}");
+        }
+    }
+    // Given on the command line, the flag is the source; the variable is not blamed.
+    let out = run_to_exit(
+        &["--sandbox", "--listen", "localhost:1"],
+        &[("KGEN_GATEWAY_LISTEN", "127.0.0.1:0")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+    // The sandbox subcommand's --listen has a variable of its own.
+    let out = run_to_exit(&["sandbox"], &[("KGEN_SANDBOX_LISTEN", "nowhere")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("KGEN_SANDBOX_LISTEN"), "{stderr}");
+}
+
+#[test]
 fn invalid_settings_exit_2_before_binding() {
     for (args, needle) in [
         (

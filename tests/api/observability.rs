@@ -339,3 +339,47 @@ async fn a_run_of_404s_from_kgen_is_one_warning_at_info_that_points_at_the_upstr
     assert!(warnings[0].contains(r#""level":"WARN""#), "{}", warnings[0]);
     assert!(warnings[0].contains("--upstream-url"), "{}", warnings[0]);
 }
+
+#[tokio::test]
+async fn a_retried_call_names_kgens_status_and_each_field_once_in_the_text_log_line_people_read() {
+    let kgen = FakeKgen::start().await;
+    let uri = kgen.url();
+    let gateway = RunningBinary::gateway_with_text_logs(
+        &["--upstream-url", &uri, "--client-id", CLIENT_ID],
+        &[("KGEN_CLIENT_SECRET", CLIENT_SECRET)],
+    )
+    .await;
+    let mut client = bounded(
+        "a connection to the binary",
+        SessionServiceClient::connect(format!("http://{}", gateway.addr)),
+    )
+    .await
+    .unwrap();
+
+    // 408 is retried by default: three attempts, each answered 408.
+    let status = bounded(
+        "the binary to answer CreateSession",
+        client.create_session(CreateSessionRequest {
+            user_id: "fault:status:408".into(),
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(kgen.received().len(), 3, "three attempts");
+
+    let (code, logs) = gateway.stop().await;
+    assert_eq!(code, Some(0));
+    let failed: Vec<&String> = logs.iter().filter(|l| l.contains("call failed")).collect();
+    assert_eq!(failed.len(), 1, "{logs:#?}");
+    assert_eq!(
+        failed[0].matches("upstream_status=").count(),
+        1,
+        "{}",
+        failed[0]
+    );
+    assert!(failed[0].contains("upstream_status=408"), "{}", failed[0]);
+    for field in ["attempts=3", "reason=\"UPSTREAM_TIMEOUT\""] {
+        assert_eq!(failed[0].matches(field).count(), 1, "{}", failed[0]);
+    }
+}
