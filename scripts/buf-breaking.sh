@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fails when the contract changes incompatibly (buf's FILE rules: a renumbered, retyped or removed field, a
-# renamed RPC, ...) against the proto as it stands on the previous commit (or on BUF_AGAINST_REF).
+# renamed RPC, ...) against the proto as it stands on the previous commit (or on BUF_AGAINST_REF). buf comes pinned
+# from npm, installed by scripts/tools.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -18,8 +19,7 @@ if ! git cat-file -e "$against:proto/buf.yaml" 2>/dev/null; then
   echo "buf breaking: $against has no proto/buf.yaml: nothing to compare with"
   exit 0
 fi
-if [ ! -x "$root/tools/node_modules/.bin/buf" ]; then
-  (cd "$root/tools" && npm ci --no-audit --no-fund --loglevel=error)
-fi
-"$root/tools/node_modules/.bin/buf" breaking proto --against ".git#ref=$against,subdir=proto"
+tools_path=$("$root/scripts/tools.sh") # an assignment, so that a failed install stops the script
+eval "$tools_path"
+buf breaking proto --against ".git#ref=$against,subdir=proto"
 echo "buf breaking: proto/ is wire- and source-compatible with $against"

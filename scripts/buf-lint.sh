@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Lints the contract with buf's STANDARD rules. buf comes pinned from npm (tools/package-lock.json) into
-# tools/node_modules; nothing is installed system-wide.
+# tools/node_modules, installed by scripts/tools.sh; nothing is installed system-wide.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ ! -x "$root/tools/node_modules/.bin/buf" ]; then
-  (cd "$root/tools" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+tools_path=$("$root/scripts/tools.sh") # an assignment, so that a failed install stops the script
+eval "$tools_path"
 cd "$root/proto"
-"$root/tools/node_modules/.bin/buf" lint
+buf lint
 echo "buf lint: proto/ passes the STANDARD rules"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Soak test: runs `kgen-gateway --sandbox` on loopback port 0 and drives it for a fixed time with a mix of
-# healthy CreateSession calls and calls whose magic user ids make the embedded fake KGeN fail (README, "The
-# sandbox"). Reports the gateway's RSS at start (serving, before load), every few seconds during, and at the end
-# (after load stops), the peak, and h2load's request counts and throughput per kind of call.
+# healthy CreateSession calls and calls whose magic user ids make the embedded fake KGeN fail (docs/sandbox.md).
+# Reports the gateway's RSS at start (serving, before load), every few seconds during, and at the end (after load
+# stops), the peak, and h2load's request counts and throughput per kind of call.
 #
 #   scripts/soak.sh [--duration 300] [--concurrency 32] [--binary target/release/kgen-gateway]
 #                   [--sample-interval 5] [-- EXTRA GATEWAY FLAGS…]
@@ -57,7 +57,7 @@ for n in "$duration" "$concurrency" "$sample_interval"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "soak: not a positive integer: $n" >&2; exit 2; }
 done
 
-# The kinds of call: name, user_id, what the gateway answers (README's tables).
+# The kinds of call: name, user_id, what the gateway answers (the tables of docs/sandbox.md and docs/errors.md).
 kinds=(healthy-a healthy-b status-503 status-429 malformed oversized delay-200 status-500)
 declare -A user_id=(
   [healthy-a]=soak-user-a [healthy-b]=soak-user-b

@@ -4,8 +4,8 @@
 //   node interop.js --target 127.0.0.1:50051 [--user-id interop-node-<random>]
 //
 // Prints one line per case (`[node] PASS <case>` or `[node] FAIL <case>: <why>`) and a summary
-// `[node] N passed, N failed`; exits 1 when any case failed. The sandbox facts checked here are in the README
-// ("The sandbox") and src/sandbox/mod.rs.
+// `[node] N passed, N failed`; exits 1 when any case failed. The sandbox facts checked here are in docs/sandbox.md
+// and src/sandbox/mod.rs.
 'use strict';
 
 const crypto = require('node:crypto');

@@ -4,8 +4,8 @@
     python interop.py --target 127.0.0.1:50051 [--user-id interop-py-<random>]
 
 Prints one line per case (`[python] PASS <case>` or `[python] FAIL <case>: <why>`) and a summary
-`[python] N passed, N failed`; exits 1 when any case failed. The sandbox facts checked here are in the README
-("The sandbox") and src/sandbox/mod.rs.
+`[python] N passed, N failed`; exits 1 when any case failed. The sandbox facts checked here are in docs/sandbox.md
+and src/sandbox/mod.rs.
 """
 
 from __future__ import annotations

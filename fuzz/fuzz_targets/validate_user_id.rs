@@ -1,4 +1,4 @@
-//! `validate_user_id` must accept exactly the ids the README promises: non-empty after trimming white space, at
+//! `validate_user_id` must accept exactly the ids docs/errors.md promises: non-empty after trimming white space, at
 //! most 256 bytes of UTF-8, no control characters. Any disagreement, either way, is a failure.
 #![no_main]
 

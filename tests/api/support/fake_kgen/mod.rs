@@ -1,7 +1,7 @@
 //! The tests' one KGeN stand-in: raw HTTP/1.1 (optionally over TLS) on `127.0.0.1:0`, recording every request it
 //! receives, answering with a usual answer the test chooses, and misbehaving when the request's `user_id` asks,
-//! in the embedded sandbox's `fault:` grammar (README, "fault:" table) plus transport faults only a stand-in
-//! that writes its own bytes can produce.
+//! in the embedded sandbox's `fault:` grammar (the `fault:` table of docs/sandbox.md) plus transport faults only a
+//! stand-in that writes its own bytes can produce.
 //!
 //! | `user_id` | answer | from |
 //! |---|---|---|
