@@ -11,7 +11,7 @@
 //! | layer | what it holds |
 //! |---|---|
 //! | `main.rs` | the binary: parse the command line, start telemetry, build, run (thin) |
-//! | `cli` | clap arguments, the only place that names a flag or an environment variable; validates them all, runs the one file-loading step, and assembles each component's settings into [`Settings`] |
+//! | `cli` | clap arguments, the only place that names a flag or an environment variable; validates them all, runs the one file-loading step, and assembles each component's settings into [`Settings`]; and `kgen-gateway call` ([`CallArgs::run`]), one `CreateSession` call made with the generated client, its answer printed for a person |
 //! | `app` | the composition root: [`Application::build`] wires the components; [`Application::run`] serves a listener the caller bound until the caller's shutdown future resolves, then drains; the accept loop and connection lifetimes (limits, handshake and idle timeouts, eviction); the admin listener (`/metrics`, `/healthz`, `/readyz`) |
 //! | `grpc` | everything that knows tonic and HTTP: the session service and its batch RPCs, the one edge from errors to `tonic::Status` (with `ErrorInfo`, `RetryInfo`, `BadRequest`) and the one place a failed call is logged, caller authentication, request metadata (deadline, correlation, tenant), request body limits, gRPC-Web with CORS, TLS |
 //! | `core` | the work, free of transport types: one session creation (validate, choose the tenant, budget the deadline, attempt, retry), the domain error, tenants and their grants, resilience (concurrency limit, retry budget and policy, circuit breaker) |
@@ -38,8 +38,8 @@ pub use app::{
     shutdown_signal, Application, ServerSettings, Settings, StartupError, ADMIN_MAX_CONNECTIONS,
 };
 pub use cli::{
-    usage_error_line, Cli, Command, ConfigError, GatewayArgs, Invalid, SandboxArgs, ADMIN_LISTEN,
-    CLIENT_SECRET_ENV, LISTEN, SANDBOX_LISTEN,
+    usage_error_line, CallArgs, Cli, Command, ConfigError, GatewayArgs, Invalid, SandboxArgs,
+    ADMIN_LISTEN, CLIENT_SECRET_ENV, LISTEN, SANDBOX_LISTEN,
 };
 pub use core::{validate_user_id, CallError, Error, RetryOn, MAX_BATCH_SIZE, MAX_USER_ID_BYTES};
 pub use grpc::{

@@ -1,4 +1,5 @@
-//! The `kgen-gateway` binary: parse configuration, start telemetry, build, run. Everything else is in the library.
+//! The `kgen-gateway` binary: parse configuration, start telemetry, build, run (or make one call, with `call`).
+//! Everything else is in the library.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime.block_on(async {
             match cli.command {
                 Some(Command::Sandbox(args)) => run_sandbox(args).await,
+                // It prints its answer, or its failure, itself: only the exit status comes back.
+                Some(Command::Call(args)) => args.run().await.map_err(|code| (code, String::new())),
                 None => run_gateway(cli.gateway).await,
             }
         }),

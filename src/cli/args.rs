@@ -75,7 +75,11 @@ impl Cli {
     /// malformed value, and this process answers bad settings with one line instead).
     pub fn worker_threads(&self) -> usize {
         self.worker_threads.map_or_else(
-            || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            || match self.command {
+                // One call needs no more than one thread.
+                Some(Command::Call(_)) => 1,
+                _ => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            },
             usize::from,
         )
     }
@@ -86,7 +90,23 @@ impl Cli {
 pub enum Command {
     /// Run only the fake KGeN upstream (plain HTTP/1.1 and h2c), for other tools and benchmarks.
     Sandbox(SandboxArgs),
+    /// Make one CreateSession call and print the session, or the error with its details decoded.
+    ///
+    /// For trying a running gateway by hand. The session is printed to stdout as proto3 JSON (camelCase names,
+    /// every field, the tokens redacted unless --show-tokens). A failed call prints `CODE: message` to stderr, then
+    /// one indented line per google.rpc detail (ErrorInfo, RetryInfo, BadRequest) and the call's x-request-id.
+    #[command(after_help = CALL_EXIT_STATUS)]
+    Call(CallArgs),
 }
+
+/// The exit statuses of `kgen-gateway call`, for its `--help`.
+const CALL_EXIT_STATUS: &str = "\
+Exit status:
+  0        the call succeeded; the session is on stdout
+  64 + N   the gateway answered gRPC status code N, e.g. 67 INVALID_ARGUMENT, 68 DEADLINE_EXCEEDED,
+           72 RESOURCE_EXHAUSTED, 77 UNAVAILABLE, 80 UNAUTHENTICATED (as grpcurl does)
+  1        no gRPC answer: nothing reachable at --addr, or not a plaintext gRPC server
+  2        bad command line";
 
 /// Output format of the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -282,6 +302,89 @@ pub struct SandboxArgs {
     /// Log format.
     #[arg(long, env = "KGEN_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,
+}
+
+/// Flags of `kgen-gateway call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The gamer whose session is created (the request's `user_id`).
+    pub user_id: String,
+    /// The gateway's address, `http://HOST:PORT` (the scheme may be left out). Plaintext HTTP/2 (h2c) only: this
+    /// command does not speak TLS, so for a gateway serving --tls-cert use grpcurl or buf curl.
+    #[arg(
+        long,
+        env = "KGEN_GATEWAY_ADDR",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:50051",
+        value_parser = gateway_address
+    )]
+    pub addr: http::Uri,
+    /// The caller token, sent as `authorization: Bearer <TOKEN>`, for a gateway with --caller-tokens-file. Prefer
+    /// the environment variable: a flag is visible to other users in `ps`.
+    #[arg(long, env = "KGEN_CALLER_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub token: Option<SecretString>,
+    /// The tenant the call is for, sent as the `x-kgen-tenant` metadata key (for a gateway with --tenants-file).
+    #[arg(long, env = "KGEN_TENANT", value_name = "NAME", value_parser = tenant_name)]
+    pub tenant: Option<String>,
+    /// The call's deadline, sent as `grpc-timeout` (the connection is made within it too).
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = positive_duration)]
+    pub timeout: Duration,
+    /// Print the session's access_token and refresh_token; by default they are replaced by a marker, as they are
+    /// secrets.
+    #[arg(long)]
+    pub show_tokens: bool,
+}
+
+/// The gateway's address for `call`: an `http://` URL with a host and a port (the scheme may be left out).
+fn gateway_address(text: &str) -> Result<http::Uri, String> {
+    let text = text.trim();
+    let with_scheme = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("http://{text}")
+    };
+    let uri: http::Uri = with_scheme
+        .parse()
+        .map_err(|_| "expected http://HOST:PORT, such as http://127.0.0.1:50051".to_owned())?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(
+            "TLS is not supported by this command: give the gateway's plaintext (h2c) address, \
+                        http://HOST:PORT, or use grpcurl or buf curl for a gateway serving TLS"
+                .to_owned(),
+        ),
+        _ => return Err("expected http://HOST:PORT, such as http://127.0.0.1:50051".to_owned()),
+    }
+    let has_host = uri.host().is_some_and(|host| !host.is_empty());
+    let bare = uri.path() == "/" && uri.query().is_none();
+    if !has_host || !bare {
+        return Err(
+            "expected http://HOST:PORT, such as http://127.0.0.1:50051, without a path".to_owned(),
+        );
+    }
+    Ok(uri)
+}
+
+/// A secret taken as it is; it is checked where a refusal cannot echo it (clap's errors quote the value).
+fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text))
+}
+
+/// A value that can be sent as a metadata value (the gateway itself says whether it names a tenant).
+fn tenant_name(text: &str) -> Result<String, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(text.to_owned())
+    } else {
+        Err("expected a tenant name: printable ASCII without spaces".to_owned())
+    }
+}
+
+/// A duration (humantime) greater than zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        duration if duration.is_zero() => Err("must be greater than zero".to_owned()),
+        duration => Ok(duration),
+    }
 }
 
 impl SandboxArgs {

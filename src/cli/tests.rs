@@ -327,3 +327,60 @@ fn secrets_with_control_characters_are_rejected() {
     assert!(err.to_string().contains("printable ASCII"));
     assert!(!err.to_string().contains("bad"));
 }
+
+fn call_args(extra: &[&str]) -> Result<CallArgs, clap::Error> {
+    let argv = ["kgen-gateway", "call"]
+        .into_iter()
+        .chain(extra.iter().copied());
+    match Cli::try_parse_from(argv)?.command {
+        Some(Command::Call(args)) => Ok(args),
+        other => panic!("not a call: {other:?}"),
+    }
+}
+
+#[test]
+fn call_takes_a_gateway_address_with_or_without_its_scheme() {
+    let default = call_args(&["u"]).unwrap();
+    assert_eq!(default.addr.to_string(), "http://127.0.0.1:50051/");
+    assert_eq!(default.timeout, Duration::from_secs(10));
+    let bare = call_args(&["--addr", "127.0.0.1:7000", "u"]).unwrap();
+    assert_eq!(bare.addr.to_string(), "http://127.0.0.1:7000/");
+    let named = call_args(&["--addr", "http://gateway.internal:50051", "u"]).unwrap();
+    assert_eq!(named.addr.host(), Some("gateway.internal"));
+}
+
+#[test]
+fn call_refuses_tls_addresses_paths_and_a_zero_timeout_naming_the_flag() {
+    for (flags, needle) in [
+        (
+            &["--addr", "https://gw:443", "u"][..],
+            "TLS is not supported",
+        ),
+        (&["--addr", "http://gw:50051/kgen", "u"], "without a path"),
+        (&["--addr", "ftp://gw", "u"], "expected http://HOST:PORT"),
+        (&["--timeout", "0s", "u"], "greater than zero"),
+        (&["--timeout", "soon", "u"], "--timeout"),
+        (&["--tenant", "two words", "u"], "--tenant"),
+    ] {
+        let err = call_args(flags).unwrap_err().to_string();
+        assert!(err.contains(needle), "{flags:?}: {err}");
+    }
+}
+
+#[test]
+fn the_caller_token_never_shows_in_debug_output_or_errors() {
+    let args = call_args(&["--token", "tok-very-secret", "u"]).unwrap();
+    assert!(!format!("{args:?}").contains("tok-very-secret"));
+    let err = call_args(&["--token", "tok-very-secret", "--token", "again", "u"])
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("tok-very-secret"), "{err}");
+}
+
+#[test]
+fn a_call_runs_on_one_worker_thread_unless_told_otherwise() {
+    let cli = Cli::try_parse_from(["kgen-gateway", "call", "u"]).unwrap();
+    assert_eq!(cli.worker_threads(), 1);
+    let cli = Cli::try_parse_from(["kgen-gateway", "call", "--worker-threads", "3", "u"]).unwrap();
+    assert_eq!(cli.worker_threads(), 3);
+}

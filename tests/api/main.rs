@@ -7,6 +7,7 @@ mod support;
 
 mod batch;
 mod binary;
+mod call;
 mod deadlines;
 mod faults;
 mod grpc_web;
