@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Interop check: the gateway's contract, driven by real generated clients in Python, Node.js and Rust.
+# Interop check: the gateway's contract, driven by real generated clients in Python, Node.js, Java, C++ and Rust.
 #
 #   scripts/interop.sh [--binary target/release/kgen-gateway]
 #
@@ -9,6 +9,10 @@
 #   - examples/python/interop.py (venv in examples/python/.venv, created or reused; `pip install -r
 #     requirements.txt`; stubs from generate.sh),
 #   - examples/node/interop.js (`npm ci`; npm's cache kept in examples/node/.npm-cache),
+#   - examples/java/run-interop.sh (Maven: `mvn -B -q compile`, offline after the first run, local repository
+#     ~/.m2; then `java -cp` runs io.kgen.gateway.example.Interop),
+#   - examples/cpp/run-interop.sh (Debian's gRPC 1.51 and protobuf 3.21 installed by scripts/install-cpp-deps.sh,
+#     a no-op when present; built by examples/cpp/build.sh with CMake and Ninja in examples/cpp/build),
 #   - the Rust example twice: the success path, and a CreateSessions batch of three user ids, one invalid
 #     (`cargo run --locked --example create_session`; needs the `[[example]] name = "create_session"` entry in
 #     Cargo.toml; INTEROP_SKIP_RUST=1 skips it).
@@ -24,6 +28,8 @@ source "$(dirname "$0")/lib.sh"
 binary=""
 py_dir="$root/examples/python"
 node_dir="$root/examples/node"
+java_dir="$root/examples/java"
+cpp_dir="$root/examples/cpp"
 skip_rust=${INTEROP_SKIP_RUST:-0}
 gateway_log="$work/gateway.log"
 addr=""
@@ -52,7 +58,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-for tool in cargo node npm "${PYTHON:-python3}"; do
+for tool in cargo node npm java mvn "${PYTHON:-python3}"; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
@@ -94,6 +100,9 @@ PYTHON="$py_dir/.venv/bin/python" "$py_dir/generate.sh"
 say "node: npm ci"
 (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error --cache "$node_dir/.npm-cache")
 
+say "cpp: scripts/install-cpp-deps.sh, cmake -G Ninja, build (examples/cpp/build.sh)"
+"$cpp_dir/build.sh"
+
 say "start kgen-gateway --sandbox"
 # A clean environment for the gateway's own settings: every KGEN_* variable it could read is dropped.
 unset_kgen=()
@@ -132,6 +141,12 @@ run_suite python "$py_dir/.venv/bin/python" "$py_dir/interop.py" --target "$addr
 
 say "node interop"
 run_suite node node "$node_dir/interop.js" --target "$addr" --user-id "interop-node-$suffix"
+
+say "java interop (examples/java/run-interop.sh: mvn compile, then java)"
+run_suite java "$java_dir/run-interop.sh" --target "$addr" --user-id "interop-java-$suffix"
+
+say "cpp interop"
+run_suite cpp "$cpp_dir/run-interop.sh" --target "$addr" --user-id "interop-cpp-$suffix"
 
 if [ "$skip_rust" = 1 ]; then
   say "rust example: skipped (INTEROP_SKIP_RUST=1)"
