@@ -3,9 +3,9 @@
 #
 #   scripts/ecosystem.sh [--binary target/release/kgen-gateway]
 #
-# Installs the pinned Go tools (scripts/go-tools.sh: grpcurl, grpc-health-probe, ghz, h2spec into tools/bin; Go
-# 1.26 needed), builds the gateway unless --binary names one (`cargo build --release --locked`; honours
-# CARGO_TARGET_DIR), and starts it with --sandbox on loopback port 0 (both listeners; addresses read from its JSON
+# Installs the pinned Go tools (scripts/go-tools.sh: grpcurl, grpc-health-probe, ghz and h2spec, pinned in tools/go,
+# into tools/bin; Go 1.26 needed), builds the gateway unless --binary names one (`cargo build --release --locked`;
+# honours CARGO_TARGET_DIR), and starts it with --sandbox on loopback port 0 (both listeners; addresses read from its JSON
 # log), once in plaintext (h2c) and once with TLS (a self-signed certificate made with openssl in the scratch
 # directory). Then checks:
 #   - grpcurl through server reflection: `list`, `describe kgen.session.v1.SessionService`, a CreateSession call,

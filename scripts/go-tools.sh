@@ -4,28 +4,21 @@
 #   scripts/go-tools.sh [TOOL...]        # default: grpcurl grpc-health-probe ghz h2spec
 #   eval "$(scripts/go-tools.sh | tail -n 1)"   # the last line is `export PATH=<repo>/tools/bin:$PATH`
 #
-# TOOL is one of the names below; examples/go/run-interop.sh asks for protoc-gen-go and protoc-gen-go-grpc (the
-# code generators of examples/go) the same way, so every Go tool's version is pinned here and nowhere else.
+# TOOL is a folder of tools/go: grpcurl, grpc-health-probe, ghz, h2spec, and the code generators of examples/go,
+# protoc-gen-go and protoc-gen-go-grpc (examples/go/generate.sh asks for those two). Each folder is a small Go
+# module whose go.mod and go.sum pin the tool and every module it is built from; `go install` runs there. (Not
+# `go install PKG@VERSION`: that asks the module proxy about the module's newest version on every install, so it
+# needs the network even when everything is cached, and for h2spec, whose release predates Go modules, it would
+# take the dependencies at their newest.) To move a tool: `go get -tool PKG@VERSION && go mod tidy` in its folder.
+#
 # A tool already in tools/bin at its pinned version is left alone (`go version -m` tells), so a second run costs
-# well under a second. Go keeps what it downloads and compiles in its default places (the module cache
-# `go env GOMODCACHE`, normally ~/go/pkg/mod, and the build cache ~/.cache/go-build), shared by every clone on
-# the machine: after the first run an install needs no network. Needs Go 1.26 (`go version`).
+# well under a second. Go keeps what it downloads and compiles in its default caches (`go env GOMODCACHE GOCACHE`,
+# normally ~/go/pkg/mod and ~/.cache/go-build), shared by every clone on the machine: once they hold a tool's
+# modules, installing it again (in a fresh clone too) needs no network. Needs Go 1.26 (`go version`).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/tools/bin"
-
-# name | package (go install path) | module | version [| pinning module, a folder of the repo]
-pins=(
-  "grpcurl|github.com/fullstorydev/grpcurl/cmd/grpcurl|github.com/fullstorydev/grpcurl|v1.9.4"
-  "grpc-health-probe|github.com/grpc-ecosystem/grpc-health-probe|github.com/grpc-ecosystem/grpc-health-probe|v0.4.62"
-  "ghz|github.com/bojand/ghz/cmd/ghz|github.com/bojand/ghz|v0.120.0"
-  # h2spec's last release predates Go modules (hence +incompatible): tools/h2spec/go.mod and go.sum pin it and
-  # its dependencies, and it is installed from there (`go install @version` would take their newest that day).
-  "h2spec|github.com/summerwind/h2spec/cmd/h2spec|github.com/summerwind/h2spec|v2.2.1+incompatible|tools/h2spec"
-  # The code generators of examples/go; protoc-gen-go's version matches google.golang.org/protobuf there.
-  "protoc-gen-go|google.golang.org/protobuf/cmd/protoc-gen-go|google.golang.org/protobuf|v1.36.12"
-  "protoc-gen-go-grpc|google.golang.org/grpc/cmd/protoc-gen-go-grpc|google.golang.org/grpc/cmd/protoc-gen-go-grpc|v1.6.2"
-)
+pins="$root/tools/go"
 default_tools=(grpcurl grpc-health-probe ghz h2spec)
 
 die() {
@@ -42,24 +35,24 @@ built_version() {
 }
 
 mkdir -p "$bin"
-for tool in "$@"; do
-  pin=""
-  for p in "${pins[@]}"; do
-    [ "${p%%|*}" = "$tool" ] && pin=$p
-  done
-  [ -n "$pin" ] || die "unknown tool '$tool' (known: $(printf '%s ' "${pins[@]%%|*}"))"
-  IFS='|' read -r name package module version pinned_by <<<"$pin"
+for name in "$@"; do
+  dir="$pins/$name"
+  [ -f "$dir/go.mod" ] || die "unknown tool '$name' (known: $(cd "$pins" && echo */ | tr -d /))"
+  # The tool's package (its `tool` line), its module and that module's pinned version (its `require` line).
+  package=$(awk '$1 == "tool" { print $2; exit }' "$dir/go.mod")
+  [ -n "$package" ] || die "$dir/go.mod has no tool line"
+  read -r module version < <(awk -v pkg="$package" '
+    { name = ($1 == "require") ? $2 : $1; ver = ($1 == "require") ? $3 : $2 }
+    ver ~ /^v[0-9]/ && (pkg == name || index(pkg, name "/") == 1) && length(name) > length(best) { best = name; bestv = ver }
+    END { if (best != "") print best, bestv }' "$dir/go.mod")
+  [ -n "${version:-}" ] || die "$dir/go.mod requires no module for $package"
   if [ "$(built_version "$bin/$name" "$module")" = "$version" ]; then
     echo "go-tools: $name $version already in tools/bin"
     continue
   fi
   started=$SECONDS
-  if [ -n "$pinned_by" ]; then
-    (cd "$root/$pinned_by" && GOBIN="$bin" go install "$package") ||
-      die "go install $package (pinned by $pinned_by/go.mod) failed"
-  else
-    GOBIN="$bin" go install "$package@$version" || die "go install $package@$version failed"
-  fi
+  (cd "$dir" && GOBIN="$bin" go install "$package") || die "go install $package (pinned in $dir/go.mod) failed"
+  [ -x "$bin/$name" ] || die "go install $package wrote no $bin/$name"
   echo "go-tools: installed $name $version in $((SECONDS - started))s"
 done
 echo "export PATH=$bin:\$PATH"

@@ -1,7 +1,7 @@
-// Pins h2spec and its dependencies (scripts/go-tools.sh installs it from here). h2spec's last release,
-// v2.2.1, predates Go modules: installed as `go install …@v2.2.1+incompatible` its dependencies would resolve to
-// whatever is newest that day, and need the network on every fresh clone. This module's go.sum fixes them.
-module kgen-gateway/tools/h2spec
+// Pins h2spec and every module it builds from, for scripts/go-tools.sh, which installs it from here with
+// `go install` (no network once the module cache has them). h2spec's last release, v2.2.1, predates Go modules
+// (hence +incompatible): `go install …@v2.2.1+incompatible` alone would take its dependencies at their newest.
+module kgen-gateway/tools/go/h2spec
 
 go 1.26.0
 
