@@ -2,7 +2,7 @@
 # Installs the gRPC ecosystem's Go tools, at pinned versions, into tools/bin (git-ignored) with `GOBIN`:
 #
 #   scripts/go-tools.sh [TOOL...]        # default: grpcurl grpc-health-probe ghz h2spec
-#   eval "$(scripts/go-tools.sh | tail -n 1)"   # the last line is `export PATH=<repo>/tools/bin:$PATH`
+#   eval "$(scripts/go-tools.sh)"        # stdout is one line, `export PATH=<repo>/tools/bin:$PATH`; progress on stderr
 #
 # TOOL is a folder of tools/go: grpcurl, grpc-health-probe, ghz, h2spec, and the code generators of examples/go,
 # protoc-gen-go and protoc-gen-go-grpc (examples/go/generate.sh asks for those two). Each folder is a small Go
@@ -47,12 +47,12 @@ for name in "$@"; do
     END { if (best != "") print best, bestv }' "$dir/go.mod")
   [ -n "${version:-}" ] || die "$dir/go.mod requires no module for $package"
   if [ "$(built_version "$bin/$name" "$module")" = "$version" ]; then
-    echo "go-tools: $name $version already in tools/bin"
+    echo "go-tools: $name $version already in tools/bin" >&2
     continue
   fi
   started=$SECONDS
   (cd "$dir" && GOBIN="$bin" go install "$package") || die "go install $package (pinned in $dir/go.mod) failed"
   [ -x "$bin/$name" ] || die "go install $package wrote no $bin/$name"
-  echo "go-tools: installed $name $version in $((SECONDS - started))s"
+  echo "go-tools: installed $name $version in $((SECONDS - started))s" >&2
 done
 echo "export PATH=$bin:\$PATH"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Interop check: the gateway's contract, driven by real generated clients in Python, Node.js, Java, C++ and Rust.
+# Interop check: the gateway's contract, driven by real generated clients in Python, Node.js, Go, Java, C++ and
+# Rust.
 #
 #   scripts/interop.sh [--binary target/release/kgen-gateway]
 #
@@ -9,6 +10,9 @@
 #   - examples/python/interop.py (venv in examples/python/.venv, created or reused; `pip install -r
 #     requirements.txt`; stubs from generate.sh),
 #   - examples/node/interop.js (`npm ci`; npm's cache kept in examples/node/.npm-cache),
+#   - examples/go's interop program (grpc-go; `examples/go/run-interop.sh --build-only`: buf and the pinned
+#     protoc-gen-go/protoc-gen-go-grpc of tools/go into tools/bin, stubs into examples/go/gen, `go mod download`,
+#     `go build`; Go's default module and build caches),
 #   - examples/java/run-interop.sh (Maven: `mvn -B -q compile`, offline after the first run, local repository
 #     ~/.m2; then `java -cp` runs io.kgen.gateway.example.Interop),
 #   - examples/cpp/run-interop.sh (Debian's gRPC 1.51 and protobuf 3.21 installed by scripts/install-cpp-deps.sh,
@@ -58,7 +62,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-for tool in cargo node npm java mvn "${PYTHON:-python3}"; do
+for tool in cargo node npm go java mvn "${PYTHON:-python3}"; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
@@ -99,6 +103,9 @@ PYTHON="$py_dir/.venv/bin/python" "$py_dir/generate.sh"
 
 say "node: npm ci"
 (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error --cache "$node_dir/.npm-cache")
+
+say "go: stubs, go mod download, go build (examples/go/run-interop.sh --build-only)"
+"$root/examples/go/run-interop.sh" --build-only
 
 say "cpp: scripts/install-cpp-deps.sh, cmake -G Ninja, build (examples/cpp/build.sh)"
 "$cpp_dir/build.sh"
@@ -141,6 +148,9 @@ run_suite python "$py_dir/.venv/bin/python" "$py_dir/interop.py" --target "$addr
 
 say "node interop"
 run_suite node node "$node_dir/interop.js" --target "$addr" --user-id "interop-node-$suffix"
+
+say "go interop"
+run_suite go "$root/examples/go/bin/interop" --target "$addr" --user-id "interop-go-$suffix"
 
 say "java interop (examples/java/run-interop.sh: mvn compile, then java)"
 run_suite java "$java_dir/run-interop.sh" --target "$addr" --user-id "interop-java-$suffix"
