@@ -15,9 +15,10 @@
 #     unknown service; over TLS with -tls-ca-cert;
 #   - h2spec on both ports, judged against scripts/h2spec-known-failures.txt (see docs/h2spec.md): a failing case
 #     not listed fails the script, and so does a case listed as `fails` or `skipped` that no longer does;
-#   - the drain: with a 3 s call in flight and a health Watch open (grpcurl), SIGTERM: /readyz turns 503, the Watch
-#     sees NOT_SERVING, grpc-health-probe can no longer connect (the listener is closed: exit 2), the call in
-#     flight still succeeds, and the gateway exits 0 without cutting anything off (--shutdown-grace 5s).
+#   - the drain (--drain-delay 2s --shutdown-grace 5s): with a 3 s call in flight and a health Watch open (grpcurl),
+#     SIGTERM: /readyz turns 503, grpc-health-probe (a new connection per check, as a kubelet's) gets NOT_SERVING
+#     (exit 4) during the drain delay, the Watch sees NOT_SERVING, then the listener closes and the probe cannot
+#     connect (exit 2); the call in flight still succeeds, and the gateway exits 0 without cutting anything off.
 # Each check prints PASS/FAIL; the last line is `N passed, N failed`; exit status 1 if any check failed.
 # Environment: CARGO_TARGET_DIR.
 set -euo pipefail
@@ -104,8 +105,8 @@ wait_for() {
 
 # === grpcurl and grpc-health-probe, plaintext ===
 
-say "start kgen-gateway --sandbox (h2c) with --shutdown-grace 5s"
-start_gateway gateway --shutdown-grace 5s
+say "start kgen-gateway --sandbox (h2c) with --drain-delay 2s --shutdown-grace 5s"
+start_gateway gateway --drain-delay 2s --shutdown-grace 5s
 addr=$gw_addr admin=$gw_admin gateway_pid=$gw_pid
 user="ecosystem-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 
@@ -217,13 +218,19 @@ check "the health Watch saw SERVING" wait_for 10 grep -qF '"status": "SERVING"' 
 kill -TERM "$gateway_pid"
 not_ready() { [ "$(curl -sS -o /dev/null -w '%{http_code}' "http://$admin/readyz")" = 503 ]; }
 check "/readyz answers 503 while draining" wait_for 5 not_ready
-# The listener is closed once draining starts: a new connection is refused, so the probe cannot connect (exit 2);
-# NOT_SERVING reaches only connections opened before (the Watch below).
-check "grpc-health-probe '' while draining: cannot connect (exit 2)" \
-  exits_with 2 "$work/probe-drain.out" grpc-health-probe -addr "$addr"
-check "grpc-health-probe $service while draining: cannot connect (exit 2)" \
-  exits_with 2 "$work/probe-drain-svc.out" grpc-health-probe -addr "$addr" -service "$service"
-check "  ... saying 'failed to connect'" has "$work/probe-drain-svc.out.err" "failed to connect"
+# During the drain delay the listener still accepts: the probe's new connection is told NOT_SERVING (exit 4).
+check "grpc-health-probe '' during the drain delay -> NOT_SERVING (exit 4)" \
+  exits_with 4 "$work/probe-drain.out" grpc-health-probe -addr "$addr"
+check "grpc-health-probe $service during the drain delay -> NOT_SERVING (exit 4)" \
+  exits_with 4 "$work/probe-drain-svc.out" grpc-health-probe -addr "$addr" -service "$service"
+check "  ... saying NOT_SERVING" has "$work/probe-drain-svc.out.err" "NOT_SERVING"
+# Then the listener closes: a new connection is refused, so the probe cannot connect (exit 2).
+probe_refused() {
+  local rc=0
+  grpc-health-probe -addr "$addr" -connect-timeout 200ms >/dev/null 2>&1 || rc=$?
+  [ "$rc" -eq 2 ]
+}
+check "grpc-health-probe after the drain delay: cannot connect (exit 2), the listener is closed" wait_for 5 probe_refused
 check "the health Watch opened before SIGTERM saw NOT_SERVING" \
   wait_for 5 grep -qF '"status": "NOT_SERVING"' "$work/watch.log"
 # An open Watch is a call in flight too: end it, so that the drain waits only for the delayed call.

@@ -90,6 +90,7 @@ pub struct Application {
     server: ServerSettings,
     cut_off: CancellationToken,
     shutdown_grace: Duration,
+    drain_delay: Duration,
     sandbox: Option<SandboxHandle>,
 }
 
@@ -140,6 +141,7 @@ impl Application {
             server: settings.server,
             cut_off,
             shutdown_grace: settings.shutdown_grace,
+            drain_delay: settings.drain_delay,
             sandbox,
         })
     }
@@ -289,31 +291,32 @@ impl Application {
         );
 
         let server = &self.server;
-        connections::accept_until(
-            &listener,
-            &limit,
-            &mut connections,
-            shutdown,
-            |stream, slot| {
-                configure_socket(&stream, server);
-                let lifetime = Lifetime {
-                    greet_by: tokio::time::Instant::now() + server.handshake_timeout,
-                    max_idle: server.max_connection_idle,
-                    max_age: Some((
-                        jittered(server.max_connection_age),
-                        server.max_connection_age_grace,
-                    )),
-                    drain: drain.clone(),
-                };
-                let service = TowerToHyperService::new(Tracked::new(service.clone(), &slot));
-                serve_connection(http.clone(), tls.clone(), stream, service, lifetime, slot)
-            },
-        )
-        .await;
+        let mut serve = |stream, slot| {
+            configure_socket(&stream, server);
+            let lifetime = Lifetime {
+                greet_by: tokio::time::Instant::now() + server.handshake_timeout,
+                max_idle: server.max_connection_idle,
+                max_age: Some((
+                    jittered(server.max_connection_age),
+                    server.max_connection_age_grace,
+                )),
+                drain: drain.clone(),
+            };
+            let service = TowerToHyperService::new(Tracked::new(service.clone(), &slot));
+            serve_connection(http.clone(), tls.clone(), stream, service, lifetime, slot)
+        };
+        connections::accept_until(&listener, &limit, &mut connections, shutdown, &mut serve).await;
 
-        tracing::info!(grace = ?self.shutdown_grace, "shutting down: NOT_SERVING, draining in-flight calls");
         set_serving(&health, ServingStatus::NotServing).await;
         self.ready.store(false, Ordering::SeqCst);
+        if !self.drain_delay.is_zero() {
+            // Still accepting and serving: a health check on a new connection (grpc-health-probe, a kubelet) and
+            // /readyz say the gateway is leaving, so the load balancers stop sending calls before it closes.
+            tracing::info!(drain_delay = ?self.drain_delay, "shutting down: NOT_SERVING, still accepting for the drain delay");
+            let delay = tokio::time::sleep(self.drain_delay);
+            connections::accept_until(&listener, &limit, &mut connections, delay, &mut serve).await;
+        }
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down: NOT_SERVING, draining in-flight calls");
         drop(listener);
         // GOAWAY on every connection: calls in flight go on, new ones are refused.
         drain.cancel();

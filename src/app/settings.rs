@@ -29,6 +29,11 @@ pub struct Settings {
     pub server: ServerSettings,
     /// How long in-flight calls may take to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// How long the gateway goes on accepting connections once shutdown starts, answering health checks
+    /// `NOT_SERVING` (and `/readyz` 503) while it serves calls as before, so that load balancers and Kubernetes see it
+    /// leave before its listener closes; then it drains for [`Settings::shutdown_grace`]. Zero closes the listener
+    /// at once.
+    pub drain_delay: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Replace the upstream with the embedded sandbox: every tenant (the flags' and the tenants file's) calls it
@@ -57,6 +62,7 @@ impl Settings {
             batch_concurrency: DEFAULT_BATCH_CONCURRENCY,
             server: ServerSettings::default(),
             shutdown_grace: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
             log_format: LogFormat::Text,
             sandbox: false,
             sandbox_ignores: Vec::new(),

@@ -277,6 +277,11 @@ pub struct GatewayArgs {
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "KGEN_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// After SIGTERM/SIGINT, how long to go on accepting connections and serving calls while health checks answer
+    /// NOT_SERVING and /readyz 503, before the listener closes and the grace period starts: time for load balancers
+    /// to stop sending calls. 0s closes the listener at once.
+    #[arg(long, env = "KGEN_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
     /// Log format.
     #[arg(long, env = "KGEN_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,

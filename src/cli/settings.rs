@@ -2,6 +2,7 @@
 //! ([`super::load`]), then hand each component its own settings. Nothing is bound or started here.
 
 use reqwest::Url;
+use std::time::Duration;
 
 use super::{
     args::GatewayArgs,
@@ -89,6 +90,11 @@ impl GatewayArgs {
         problems.positive(
             self.breaker_window,
             "--breaker-window / KGEN_BREAKER_WINDOW",
+        );
+        problems.ensure(
+            self.drain_delay <= Duration::from_secs(600),
+            "--drain-delay / KGEN_DRAIN_DELAY",
+            "must be at most 10m (a Kubernetes pod's terminationGracePeriodSeconds has to cover it and the grace)",
         );
         problems.ensure(
             self.max_concurrent_streams > 0,
@@ -253,6 +259,7 @@ impl GatewayArgs {
             batch_concurrency: self.batch_concurrency,
             server,
             shutdown_grace: self.shutdown_grace,
+            drain_delay: self.drain_delay,
             log_format: self.log_format.into(),
             sandbox: self.sandbox,
             sandbox_ignores: loaded.sandbox_ignores,
