@@ -39,7 +39,7 @@ use crate::{
     core::{self, BreakerState, Sessions, TenantGrant, Tenants, UpstreamPin},
     grpc::{
         self, CallerAuth, CallerCheck, CallerTokens, GrpcPort, Handler, RequestIdLayer,
-        RequestLimitsLayer, ServerTls, SessionGateway,
+        RequestLimitsLayer, ServerTls, SessionGateway, WithPeer,
     },
     observability::{BreakerGauge, Metrics, MetricsLayer, TenantGauges},
     proto::{self, session_service_server::SessionServiceServer},
@@ -133,6 +133,7 @@ impl Application {
                 ),
                 metrics.clone(),
                 settings.batch_concurrency,
+                settings.server.access_log,
             )),
             tenants,
             metrics,
@@ -223,7 +224,10 @@ impl Application {
         let routes = grpc::Routes::new(
             SessionServiceServer::new(self.gateway)
                 .max_decoding_message_size(self.server.max_request_size),
-            CallerCheck(self.caller_auth.as_ref().map(|(_, auth)| auth.clone())),
+            CallerCheck::new(
+                self.caller_auth.as_ref().map(|(_, auth)| auth.clone()),
+                self.server.access_log,
+            ),
             health_service,
             reflection().build_v1()?,
             reflection().build_v1alpha()?,
@@ -291,8 +295,10 @@ impl Application {
         );
 
         let server = &self.server;
-        let mut serve = |stream, slot| {
+        let mut serve = |stream: TcpStream, slot| {
             configure_socket(&stream, server);
+            // The client's address, for the access log only (when off, requests get no extension to allocate).
+            let peer = server.access_log.then(|| stream.peer_addr().ok()).flatten();
             let lifetime = Lifetime {
                 greet_by: tokio::time::Instant::now() + server.handshake_timeout,
                 max_idle: server.max_connection_idle,
@@ -302,7 +308,8 @@ impl Application {
                 )),
                 drain: drain.clone(),
             };
-            let service = TowerToHyperService::new(Tracked::new(service.clone(), &slot));
+            let service =
+                TowerToHyperService::new(Tracked::new(WithPeer::new(service.clone(), peer), &slot));
             serve_connection(http.clone(), tls.clone(), stream, service, lifetime, slot)
         };
         connections::accept_until(&listener, &limit, &mut connections, shutdown, &mut serve).await;

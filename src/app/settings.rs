@@ -104,6 +104,8 @@ pub struct ServerSettings {
     pub tls: Option<ServerTls>,
     /// gRPC-Web on the gRPC port; off (native gRPC only) when unset.
     pub grpc_web: Option<GrpcWebSettings>,
+    /// One access line (INFO, target `kgen_gateway::access`) per finished session-service RPC.
+    pub access_log: bool,
 }
 
 impl Default for ServerSettings {
@@ -123,6 +125,7 @@ impl Default for ServerSettings {
             request_limits: RequestLimitSettings::default(),
             tls: None,
             grpc_web: None,
+            access_log: false,
         }
     }
 }

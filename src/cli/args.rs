@@ -285,6 +285,11 @@ pub struct GatewayArgs {
     /// Log format.
     #[arg(long, env = "KGEN_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,
+    /// Log one line per finished CreateSession, CreateSessions or CreateSessionBatch RPC, at INFO with the target
+    /// `kgen_gateway::access` (method, code, reason, latency, upstream status, attempts, tenant, caller, request id,
+    /// client address).
+    #[arg(long, env = "KGEN_ACCESS_LOG", value_parser = boolean)]
+    pub access_log: bool,
     /// Export spans over OTLP/HTTP to this collector (e.g. `http://otel-collector:4318`); needs a build with
     /// `--features otlp`.
     #[arg(long, env = "KGEN_OTLP_ENDPOINT")]

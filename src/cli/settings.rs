@@ -250,6 +250,7 @@ impl GatewayArgs {
             },
             tls: loaded.tls,
             grpc_web,
+            access_log: self.access_log,
         };
         Settings {
             listen: self.listen,

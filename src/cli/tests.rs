@@ -243,6 +243,16 @@ fn a_ca_file_that_is_not_pem_is_rejected() {
 }
 
 #[test]
+fn the_access_log_is_off_by_default_and_on_with_its_switch() {
+    let off = args(&["--sandbox"]).into_settings(None).unwrap();
+    assert!(!off.server.access_log);
+    let on = args(&["--sandbox", "--access-log"])
+        .into_settings(None)
+        .unwrap();
+    assert!(on.server.access_log);
+}
+
+#[test]
 fn grpc_web_is_off_by_default_and_grants_no_origin_when_enabled_without_a_list() {
     let off = args(&["--sandbox"]).into_settings(None).unwrap();
     assert_eq!(off.server.grpc_web, None);

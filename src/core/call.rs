@@ -30,6 +30,10 @@ pub struct Created {
     pub session: CreateSessionResponse,
     /// Set when the session came after retrying an outcome KGeN may have acted on.
     pub retried_after_ambiguous: Option<Ambiguous>,
+    /// Upstream attempts made, the successful one included.
+    pub attempts: u32,
+    /// KGeN's HTTP status on the successful attempt (a 2xx).
+    pub upstream_status: u16,
 }
 
 /// Creates sessions: the tenants (each with its upstream client and its own limit, retry budget and breaker), the
@@ -135,8 +139,10 @@ impl Sessions {
             let error = match outcome {
                 Ok(session) => {
                     return Ok(Created {
+                        upstream_status: session.http_status,
                         session: session.into(),
                         retried_after_ambiguous,
+                        attempts: attempt,
                     })
                 }
                 Err(error) => error,

@@ -18,7 +18,10 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use super::status;
+use super::{
+    access::{self, Peer},
+    status,
+};
 use crate::{
     core::{CallError, Caller, Error, TenantGrant},
     support::headers,
@@ -333,19 +336,33 @@ impl CallerAuth {
 
 /// Authenticates every call of the session service when caller authentication is on (`--caller-tokens-file`),
 /// putting its [`Caller`] in the request extensions; without tokens every call passes as it is. The gRPC port's
-/// router ([`super::Routes`]) runs it on the HTTP request before the session service sees it.
+/// router ([`super::Routes`]) runs it on the HTTP request before the session service sees it. A refused call is
+/// logged (and, with the access log on, has its access line) here.
 #[derive(Debug, Clone)]
-pub struct CallerCheck(pub Option<Arc<CallerAuth>>);
+pub struct CallerCheck {
+    auth: Option<Arc<CallerAuth>>,
+    access_log: bool,
+}
 
 impl CallerCheck {
+    /// Checks callers against `auth` (`None`: every call passes); with `access_log`, a refused call logs its access
+    /// line.
+    pub fn new(auth: Option<Arc<CallerAuth>>, access_log: bool) -> Self {
+        Self { auth, access_log }
+    }
+
     /// Lets `request` through (with its [`Caller`] attached) or answers the `UNAUTHENTICATED` status to send.
     pub fn check<B>(&self, request: &mut http::Request<B>) -> Result<(), tonic::Status> {
-        let Some(auth) = &self.0 else {
+        let Some(auth) = &self.auth else {
             return Ok(());
         };
+        let access_log = self.access_log;
         let refuse = |error: AuthError| {
             let error = CallError::from(Error::CallerUnauthenticated(error.to_string()));
             status::log_failure(&error);
+            if access_log {
+                refused_access_line(request, &error);
+            }
             tonic::Status::from(error)
         };
         let header = match request
@@ -366,6 +383,30 @@ impl CallerCheck {
         request.extensions_mut().insert(caller);
         Ok(())
     }
+}
+
+/// The access line of a call refused here, before the session service and its call span.
+fn refused_access_line<B>(request: &http::Request<B>, error: &CallError) {
+    let (code, reason) = status::code_and_reason(&error.error);
+    let request_id = request
+        .headers()
+        .get(headers::REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or("");
+    access::Entry {
+        method: request.uri().path().rsplit('/').next().unwrap_or(""),
+        code,
+        reason,
+        latency: std::time::Duration::ZERO,
+        upstream_status: None,
+        attempts: 0,
+        items: None,
+        tenant: "",
+        caller: "",
+        request_id,
+        peer: request.extensions().get::<Peer>().map(|peer| peer.0),
+    }
+    .log();
 }
 
 /// Names and tokens go into files and HTTP headers: visible ASCII only, no spaces or control characters.

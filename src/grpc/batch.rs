@@ -18,8 +18,12 @@
 
 use std::{
     future::Future,
+    net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
 };
 
@@ -29,12 +33,13 @@ use futures_util::{
 };
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
-use tonic::{Request, Status, Streaming};
+use tonic::{Code, Request, Status, Streaming};
 use tracing::{field::Empty, Instrument, Span};
 
 use super::{
+    access,
     call::{Handler, Incoming},
-    status,
+    correlation, status,
 };
 use crate::{
     core::{validate_user_id, CallError, Error, Tenant, MAX_BATCH_SIZE},
@@ -85,9 +90,9 @@ pub async fn create_session_batch(
     let (call, request) = Call::start(handler, CREATE_SESSION_BATCH, request)?;
     let user_ids = request.user_ids;
     if user_ids.is_empty() || user_ids.len() > MAX_BATCH_SIZE {
-        let _entered = call.span.enter();
         let error = CallError::from(Error::InvalidBatchSize(user_ids.len()));
-        status::log_failure(&error);
+        call.span.in_scope(|| status::log_failure(&error));
+        call.log_access(Code::InvalidArgument, status::INVALID_BATCH_SIZE, 0);
         return Err(Status::from(error));
     }
     let concurrency = call.handler.batch_concurrency();
@@ -103,7 +108,7 @@ pub async fn create_session_batch(
 // === impl Call ===
 
 /// What every item of one batch RPC shares: the handler, the tenant, the caller's deadline and correlation, and
-/// the call span.
+/// the call span; and, for the access line, the caller, the client's address and the upstream attempts so far.
 #[derive(Debug)]
 struct Call {
     method: &'static str,
@@ -113,6 +118,9 @@ struct Call {
     correlation: Correlation,
     span: Span,
     started: Instant,
+    caller: Option<String>,
+    peer: Option<SocketAddr>,
+    attempts: AtomicU32,
 }
 
 impl Call {
@@ -129,6 +137,7 @@ impl Call {
             correlation,
             caller,
             tenant,
+            peer,
         } = handler.incoming(&request);
         // `items` is how many answers were sent; the outcome fields are recorded when the RPC ends early.
         let span = tracing::info_span!(
@@ -142,13 +151,34 @@ impl Call {
             reason = Empty,
             latency_ms = Empty,
         );
+        correlation::continue_trace(&span, &correlation);
+        let caller = caller.map(|caller| caller.name);
         let tenant = match tenant {
             Ok(tenant) => tenant,
             Err(error) => {
-                let _entered = span.enter();
-                span.record("latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+                let latency = started.elapsed();
                 let error = CallError::from(error);
-                status::log_failure(&error);
+                span.in_scope(|| {
+                    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+                    status::log_failure(&error);
+                });
+                if handler.access_log() {
+                    let (code, reason) = status::code_and_reason(&error.error);
+                    access::Entry {
+                        method,
+                        code,
+                        reason,
+                        latency,
+                        upstream_status: None,
+                        attempts: 0,
+                        items: Some(0),
+                        tenant: "",
+                        caller: caller.as_deref().unwrap_or(""),
+                        request_id: correlation.request_id(),
+                        peer,
+                    }
+                    .log();
+                }
                 return Err(Status::from(error));
             }
         };
@@ -160,8 +190,33 @@ impl Call {
             correlation,
             span,
             started,
+            caller,
+            peer,
+            attempts: AtomicU32::new(0),
         };
         Ok((Arc::new(call), request.into_inner()))
+    }
+
+    /// Logs the RPC's access line (with the access log on), which `answered` answers were sent; called outside the
+    /// call span.
+    fn log_access(&self, code: Code, reason: &str, answered: usize) {
+        if !self.handler.access_log() {
+            return;
+        }
+        access::Entry {
+            method: self.method,
+            code,
+            reason,
+            latency: self.started.elapsed(),
+            upstream_status: None,
+            attempts: self.attempts.load(Ordering::Relaxed),
+            items: Some(answered),
+            tenant: self.tenant.name(),
+            caller: self.caller.as_deref().unwrap_or(""),
+            request_id: self.correlation.request_id(),
+            peer: self.peer,
+        }
+        .log();
     }
 }
 
@@ -205,11 +260,22 @@ async fn answer(call: Arc<Call>, user_id: String) -> Outcome {
         reason = Empty,
         latency_ms = Empty,
     );
+    let traced = correlation::upstream_of(&span, &call.correlation);
     let result = call
         .handler
-        .create(&call.tenant, &user_id, call.deadline, &call.correlation)
+        .create(
+            &call.tenant,
+            &user_id,
+            call.deadline,
+            traced.as_ref().unwrap_or(&call.correlation),
+        )
         .instrument(span.clone())
         .await;
+    let attempts = match &result {
+        Ok(created) => created.attempts,
+        Err(error) => error.attempts,
+    };
+    call.attempts.fetch_add(attempts, Ordering::Relaxed);
     let result = match result {
         Ok(created) => create_sessions_response::Result::Session(created.session),
         // Errors of the whole RPC, not of this item: the call's deadline and the shutdown cut-off.
@@ -245,6 +311,8 @@ struct Answers {
     cut_off: Pin<Box<WaitForCancellationFutureOwned>>,
     call: Arc<Call>,
     answered: usize,
+    /// How the RPC ended, for its access line, until that is logged.
+    ended: Option<(Code, &'static str)>,
 }
 
 impl Answers {
@@ -257,6 +325,7 @@ impl Answers {
             cut_off: Box::pin(call.handler.sessions().cut_off().clone().cancelled_owned()),
             call,
             answered: 0,
+            ended: None,
         }
     }
 
@@ -272,6 +341,7 @@ impl Answers {
         match end {
             None => {
                 tracing::debug!(items = self.answered, "batch finished");
+                self.ended = Some((Code::Ok, ""));
                 None
             }
             Some(End::Deadline) => Some(self.end_with(Error::DeadlineExceeded)),
@@ -282,6 +352,7 @@ impl Answers {
                     error = status.message(),
                     "call failed: the request stream failed"
                 );
+                self.ended = Some((status.code(), ""));
                 Some(status)
             }
         }
@@ -290,27 +361,25 @@ impl Answers {
 
 impl Answers {
     /// The status ending the RPC for a reason of the whole call, logged as the unary call's failure would be.
-    fn end_with(&self, error: Error) -> Status {
+    fn end_with(&mut self, error: Error) -> Status {
         let error = CallError::from(error);
         status::log_failure(&error);
+        self.ended = Some(status::code_and_reason(&error.error));
         Status::from(error)
     }
-}
 
-impl Stream for Answers {
-    type Item = Result<CreateSessionsResponse, Status>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        let Some(items) = this.items.as_mut() else {
+    /// The next answer, or the end of the RPC; called inside the call span.
+    fn poll_answer(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<CreateSessionsResponse, Status>>> {
+        let Some(items) = self.items.as_mut() else {
             return Poll::Ready(None);
         };
-        let span = this.call.span.clone();
-        let _entered = span.enter();
         // The RPC's own ends first: past the deadline or the cut-off, no further answer goes out.
-        let end = if this.cut_off.as_mut().poll(cx).is_ready() {
+        let end = if self.cut_off.as_mut().poll(cx).is_ready() {
             End::ShuttingDown
-        } else if this
+        } else if self
             .deadline
             .as_mut()
             .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
@@ -320,26 +389,43 @@ impl Stream for Answers {
             match items.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Outcome::Answer(answer))) => {
-                    this.answered += 1;
+                    self.answered += 1;
                     return Poll::Ready(Some(Ok(answer)));
                 }
                 Poll::Ready(Some(Outcome::End(end))) => end,
-                Poll::Ready(None) => return Poll::Ready(this.finish(None).map(Err)),
+                Poll::Ready(None) => return Poll::Ready(self.finish(None).map(Err)),
             }
         };
-        Poll::Ready(this.finish(Some(end)).map(Err))
+        Poll::Ready(self.finish(Some(end)).map(Err))
+    }
+}
+
+impl Stream for Answers {
+    type Item = Result<CreateSessionsResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let span = this.call.span.clone();
+        let next = span.in_scope(|| this.poll_answer(cx));
+        // The access line is an event of its own, outside the span: each field once, given here.
+        if let Some((code, reason)) = this.ended.take() {
+            this.call.log_access(code, reason, this.answered);
+        }
+        next
     }
 }
 
 impl Drop for Answers {
     fn drop(&mut self) {
         if self.items.is_some() {
-            let _entered = self.call.span.enter();
+            let entered = self.call.span.enter();
             self.call.span.record("items", self.answered);
             tracing::debug!(
                 items = self.answered,
                 "batch cancelled by the caller; upstream calls in flight dropped"
             );
+            drop(entered);
+            self.call.log_access(Code::Cancelled, "", self.answered);
         }
     }
 }

@@ -2,12 +2,12 @@
 //! correlation, caller and tenant — and the one way an RPC creates a session (so the unary call and every batch
 //! item count alike in the per-tenant metrics).
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use tokio::time::Instant;
 use tonic::{Code, Request};
 
-use super::{correlation, deadline, status};
+use super::{access::Peer, correlation, deadline, status};
 use crate::{
     core::{CallError, Caller, Created, Error, Sessions, Tenant},
     observability::Metrics,
@@ -20,13 +20,14 @@ pub const DEFAULT_BATCH_CONCURRENCY: usize = 16;
 /// Largest accepted `--batch-concurrency`.
 pub const MAX_BATCH_CONCURRENCY: usize = 256;
 
-/// What the RPCs share: the core's [`Sessions`], the metrics, and how many upstream calls one batch RPC may have
-/// in flight.
+/// What the RPCs share: the core's [`Sessions`], the metrics, how many upstream calls one batch RPC may have in
+/// flight, and whether finished RPCs are written to the access log.
 #[derive(Debug, Clone)]
 pub struct Handler {
     sessions: Sessions,
     metrics: Arc<Metrics>,
     batch_concurrency: usize,
+    access_log: bool,
 }
 
 /// What a request says about its call.
@@ -42,17 +43,30 @@ pub struct Incoming {
     pub caller: Option<Caller>,
     /// The tenant the call is for, or why it cannot have one.
     pub tenant: Result<Arc<Tenant>, Error>,
+    /// The client's socket address (known with the access log on).
+    pub peer: Option<SocketAddr>,
 }
 
 impl Handler {
     /// A handler creating sessions with `sessions`; each batch RPC may have `batch_concurrency` (at least 1)
-    /// upstream calls in flight.
-    pub fn new(sessions: Sessions, metrics: Arc<Metrics>, batch_concurrency: usize) -> Self {
+    /// upstream calls in flight. With `access_log`, every finished RPC logs its access line ([`super::access`]).
+    pub fn new(
+        sessions: Sessions,
+        metrics: Arc<Metrics>,
+        batch_concurrency: usize,
+        access_log: bool,
+    ) -> Self {
         Self {
             sessions,
             metrics,
             batch_concurrency: batch_concurrency.max(1),
+            access_log,
         }
+    }
+
+    /// Whether finished RPCs are written to the access log.
+    pub fn access_log(&self) -> bool {
+        self.access_log
     }
 
     /// Upstream calls one batch RPC may have in flight.
@@ -86,6 +100,7 @@ impl Handler {
             correlation: correlation::from_headers(metadata.as_ref()),
             caller,
             tenant,
+            peer: request.extensions().get::<Peer>().map(|peer| peer.0),
         }
     }
 

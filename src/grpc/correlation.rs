@@ -1,6 +1,7 @@
 //! Correlation: every call has an `x-request-id` (the caller's, or a fresh UUID), echoed in the response headers
-//! (initial metadata, on errors too), carried in every log line of the call and sent upstream with the caller's
-//! W3C `traceparent` / `tracestate`.
+//! (initial metadata, on errors too), carried in every log line of the call and sent upstream with the W3C
+//! `traceparent` / `tracestate`: the caller's as they came, or, when the call's span is exported over OTLP, headers
+//! naming that span, which itself continues the caller's trace ([`continue_trace`], [`upstream_of`]).
 
 use std::{
     future::Future,
@@ -12,8 +13,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
+use tracing::Span;
 
-use crate::{support::headers, upstream::Correlation};
+use crate::{observability, support::headers, upstream::Correlation};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
 const TRACEPARENT: HeaderName = HeaderName::from_static(headers::TRACEPARENT);
@@ -36,6 +38,29 @@ pub fn from_headers(headers: &HeaderMap) -> Correlation {
         traceparent: bounded(&TRACEPARENT, MAX_TRACEPARENT_LEN),
         tracestate: bounded(&TRACESTATE, MAX_TRACESTATE_LEN),
     }
+}
+
+/// Makes the call's `span` (not entered yet) continue the caller's trace, when the span is exported.
+pub fn continue_trace(span: &Span, correlation: &Correlation) {
+    fn text(value: &Option<HeaderValue>) -> Option<&str> {
+        value.as_ref().and_then(|v| v.to_str().ok())
+    }
+    observability::continue_trace(
+        span,
+        text(&correlation.traceparent),
+        text(&correlation.tracestate),
+    );
+}
+
+/// What to send upstream from inside `span`: `correlation` with trace headers naming `span`, when it is exported;
+/// `None` otherwise (send `correlation` as it is, the caller's trace headers unchanged).
+pub fn upstream_of(span: &Span, correlation: &Correlation) -> Option<Correlation> {
+    let (traceparent, tracestate) = observability::trace_propagation(span)?;
+    Some(Correlation {
+        request_id: correlation.request_id.clone(),
+        traceparent: HeaderValue::from_str(&traceparent).ok(),
+        tracestate: tracestate.and_then(|state| HeaderValue::from_str(&state).ok()),
+    })
 }
 
 fn acceptable_request_id(value: &HeaderValue) -> bool {

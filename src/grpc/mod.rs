@@ -1,7 +1,8 @@
 //! Everything that knows gRPC, tonic and HTTP: the session service and its batch RPCs, the one edge from errors to
-//! statuses, caller authentication, the request metadata (deadline, correlation, tenant), the limits on request
-//! bodies, gRPC-Web with its CORS policy, and TLS for the gRPC port.
+//! statuses, the access log, caller authentication, the request metadata (deadline, correlation, tenant), the
+//! limits on request bodies, gRPC-Web with its CORS policy, and TLS for the gRPC port.
 
+mod access;
 mod auth;
 mod batch;
 mod call;
@@ -14,6 +15,7 @@ mod status;
 mod tls;
 mod web;
 
+pub use access::WithPeer;
 pub use auth::{AuthError, CallerAuth, CallerCheck, CallerTokens};
 pub use call::{Handler, DEFAULT_BATCH_CONCURRENCY, MAX_BATCH_CONCURRENCY};
 pub use correlation::RequestIdLayer;

@@ -6,9 +6,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::{
+    access,
     batch::{self, CreateSessionsStream},
     call::{Handler, Incoming},
-    status,
+    correlation, status,
 };
 use crate::{
     core::{validate_user_id, CallError},
@@ -18,6 +19,8 @@ use crate::{
     },
     support::headers::RETRIED_AFTER_AMBIGUOUS,
 };
+
+const METHOD: &str = "CreateSession";
 
 /// The tonic service: every RPC of `kgen.session.v1.SessionService`.
 #[derive(Debug, Clone)]
@@ -44,6 +47,7 @@ impl SessionService for SessionGateway {
             correlation,
             caller,
             tenant,
+            peer,
         } = self.handler.incoming(&request);
         let user_id = request.into_inner().user_id;
         // Only a valid `user_id` goes into the span: an invalid one may be huge or hold control characters. The
@@ -51,7 +55,7 @@ impl SessionService for SessionGateway {
         // the span's JSON); a failure records them for its `call failed` line.
         let span = tracing::info_span!(
             "call",
-            method = "CreateSession",
+            method = METHOD,
             request_id = correlation.request_id(),
             caller = caller.as_ref().map_or("", |c| c.name.as_str()),
             tenant = tenant.as_ref().map_or("", |t| t.name()),
@@ -64,19 +68,29 @@ impl SessionService for SessionGateway {
             reason = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
         );
-        let result = match tenant {
+        correlation::continue_trace(&span, &correlation);
+        let (tenant, result) = match tenant {
             Ok(tenant) => {
-                self.handler
-                    .create(&tenant, &user_id, deadline, &correlation)
+                let traced = correlation::upstream_of(&span, &correlation);
+                let result = self
+                    .handler
+                    .create(
+                        &tenant,
+                        &user_id,
+                        deadline,
+                        traced.as_ref().unwrap_or(&correlation),
+                    )
                     .instrument(span.clone())
-                    .await
+                    .await;
+                (Some(tenant), result)
             }
             // Unknown tenants are not counted per tenant (only configured names become label values).
-            Err(error) => Err(CallError::from(error)),
+            Err(error) => (None, Err(CallError::from(error))),
         };
         // The outcome is logged inside the span, so its line carries the call's fields.
-        let _entered = span.enter();
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let entered = span.enter();
+        let latency = started.elapsed();
+        let latency_ms = latency.as_secs_f64() * 1000.0;
         if let Err(error) = &result {
             span.record("latency_ms", latency_ms);
             status::log_failure(error);
@@ -87,8 +101,41 @@ impl SessionService for SessionGateway {
                 .map_or_else(|e| status::code(&e.error), |_| tonic::Code::Ok);
             self.handler.metrics().caller_call(&caller.name, code);
         }
+        if result.is_ok() {
+            tracing::debug!(grpc_code = "OK", latency_ms, "session created");
+        }
+        // The access line is an event of its own, outside the span: each field once, given here.
+        drop(entered);
+        if self.handler.access_log() {
+            let (code, reason, upstream_status, attempts) = match &result {
+                Ok(created) => (
+                    tonic::Code::Ok,
+                    "",
+                    Some(created.upstream_status),
+                    created.attempts,
+                ),
+                Err(error) => {
+                    let (code, reason) = status::code_and_reason(&error.error);
+                    let upstream_status = error.error.upstream_status().map(|s| s.code);
+                    (code, reason, upstream_status, error.attempts)
+                }
+            };
+            access::Entry {
+                method: METHOD,
+                code,
+                reason,
+                latency,
+                upstream_status,
+                attempts,
+                items: None,
+                tenant: tenant.as_ref().map_or("", |t| t.name()),
+                caller: caller.as_ref().map_or("", |c| c.name.as_str()),
+                request_id: correlation.request_id(),
+                peer,
+            }
+            .log();
+        }
         let created = result?;
-        tracing::debug!(grpc_code = "OK", latency_ms, "session created");
         let mut response = Response::new(created.session);
         if let Some(outcome) = created.retried_after_ambiguous {
             // Always a status code or "reset": valid metadata.

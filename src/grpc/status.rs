@@ -96,6 +96,12 @@ pub fn code(error: &Error) -> Code {
     classify(error).0
 }
 
+/// The gRPC code and the `ErrorInfo.reason` a caller receives for `error`.
+pub fn code_and_reason(error: &Error) -> (Code, &'static str) {
+    let (code, reason, _) = classify(error);
+    (code, reason)
+}
+
 /// The one-line message the caller sees.
 fn caller_message(error: &Error) -> String {
     match error.upstream_status() {

@@ -216,7 +216,10 @@ impl UpstreamClient {
         let status = response.status();
         if status.is_success() {
             let session = match read_capped(response, self.max_body).await {
-                Ok(body) => body.decode(),
+                Ok(body) => body.decode().map(|session| Session {
+                    http_status: status.as_u16(),
+                    ..session
+                }),
                 Err(error) => Err(error),
             };
             // Recorded for the failure's log line only: on the hot path a span record costs more than the

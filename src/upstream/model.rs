@@ -20,6 +20,9 @@ use crate::proto::CreateSessionResponse;
 #[derive(Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Session {
+    /// KGeN's HTTP status (a 2xx), set by the client: not part of the body.
+    #[serde(skip)]
+    pub http_status: u16,
     #[serde(deserialize_with = "lenient::string")]
     pub session_id: String,
     #[serde(deserialize_with = "lenient::string")]

@@ -5,6 +5,7 @@
 // What the test modules below share; it holds no tests.
 mod support;
 
+mod access_log;
 mod batch;
 mod binary;
 mod call;
