@@ -4,15 +4,15 @@
 use kgen_gateway::proto::{
     session_service_client::SessionServiceClient, CreateSessionBatchRequest, CreateSessionRequest,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use tonic::{transport::Channel, Code, Request};
 
 use crate::support::{
     app::{CLIENT_ID, CLIENT_SECRET},
-    fake_kgen::{Answer, FakeKgen},
+    fake_kgen::FakeKgen,
     files::Scratch,
     process::RunningBinary,
-    upstreams::{example_kgen, example_session},
+    upstreams::{answer_with_things_to_leak, example_kgen, MUST_NOT_LEAK},
     wait::bounded,
 };
 
@@ -229,23 +229,7 @@ async fn a_text_access_line_names_each_field_once_and_no_span() {
 #[tokio::test]
 async fn access_lines_of_a_good_and_a_failed_call_never_hold_secrets_tokens_or_contact_details() {
     let kgen = FakeKgen::start().await;
-    let mut session = example_session();
-    session["access_token"] = json!("eyJ-access-token-SECRET");
-    session["refresh_token"] = json!("eyJ-refresh-token-SECRET");
-    session["email"] = json!("gamer@example.com");
-    session["phonenumber"] = json!("+919876543210");
-    session["linked_phone"] = json!("+911112223334");
-    kgen.answer_with(move |request| match request.user_id().as_deref() {
-        Some("good-user") => Answer::json(200, session.clone()),
-        // A failure whose body echoes the secret and a token back.
-        Some("bad-user") => Answer::json(
-            500,
-            json!({
-                "message": format!("internal error for secret {CLIENT_SECRET} token eyJ-access-token-SECRET")
-            }),
-        ),
-        _ => Answer::empty(404),
-    });
+    answer_with_things_to_leak(&kgen);
     let gateway = gateway(&kgen, &["--access-log"], "debug", false).await;
     let mut client = client(&gateway).await;
 
@@ -259,14 +243,7 @@ async fn access_lines_of_a_good_and_a_failed_call_never_hold_secrets_tokens_or_c
     let lines = access_lines(&logs);
     assert_eq!(lines.len(), 2, "{logs:#?}");
     let all = logs.join("\n");
-    for secret in [
-        CLIENT_SECRET,
-        "eyJ-access-token-SECRET",
-        "eyJ-refresh-token-SECRET",
-        "gamer@example.com",
-        "+919876543210",
-        "+911112223334",
-    ] {
+    for secret in MUST_NOT_LEAK {
         assert!(
             !all.contains(secret),
             "{secret} leaked into the logs:\n{all}"

@@ -3,14 +3,13 @@
 use std::time::Duration;
 
 use kgen_gateway::proto::{session_service_client::SessionServiceClient, CreateSessionRequest};
-use serde_json::json;
 use tonic::{Code, Request};
 
 use crate::support::{
     app::{settings_for, single_attempt, TestApp, CLIENT_ID, CLIENT_SECRET},
     fake_kgen::{Answer, FakeKgen},
     process::RunningBinary,
-    upstreams::{example_kgen, example_session},
+    upstreams::{answer_with_things_to_leak, example_kgen, MUST_NOT_LEAK},
     wait::bounded,
 };
 
@@ -264,23 +263,7 @@ async fn logs_of_binary_at(rust_log: &str, kgen: &FakeKgen, calls: &[(&str, &str
 #[tokio::test]
 async fn logs_of_a_good_and_a_failed_call_never_hold_secrets_tokens_or_contact_details() {
     let kgen = FakeKgen::start().await;
-    let mut session = example_session();
-    session["access_token"] = json!("eyJ-access-token-SECRET");
-    session["refresh_token"] = json!("eyJ-refresh-token-SECRET");
-    session["email"] = json!("gamer@example.com");
-    session["phonenumber"] = json!("+919876543210");
-    session["linked_phone"] = json!("+911112223334");
-    kgen.answer_with(move |request| match request.user_id().as_deref() {
-        Some("good-user") => Answer::json(200, session.clone()),
-        // A failure whose body echoes the secret and a token back.
-        Some("bad-user") => Answer::json(
-            500,
-            json!({
-                "message": format!("internal error for secret {CLIENT_SECRET} token eyJ-access-token-SECRET")
-            }),
-        ),
-        _ => Answer::empty(404),
-    });
+    answer_with_things_to_leak(&kgen);
 
     let logs = logs_of_binary(
         &kgen,
@@ -289,14 +272,7 @@ async fn logs_of_a_good_and_a_failed_call_never_hold_secrets_tokens_or_contact_d
     .await;
     let all = logs.join("\n");
 
-    for secret in [
-        CLIENT_SECRET,
-        "eyJ-access-token-SECRET",
-        "eyJ-refresh-token-SECRET",
-        "gamer@example.com",
-        "+919876543210",
-        "+911112223334",
-    ] {
+    for secret in MUST_NOT_LEAK {
         assert!(
             !all.contains(secret),
             "{secret} leaked into the logs:\n{all}"

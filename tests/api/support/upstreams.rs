@@ -1,5 +1,6 @@
-//! Answers the tests give the [`super::fake_kgen::FakeKgen`]: KGeN's documented example session, and an upstream
-//! that quotes the client secret back in disguise; and [`DeadPort`], where no KGeN answers at all.
+//! Answers the tests give the [`super::fake_kgen::FakeKgen`]: KGeN's documented example session, an upstream that
+//! quotes the client secret back in disguise, and the answers of the log-leak tests ([`answer_with_things_to_leak`]);
+//! and [`DeadPort`], where no KGeN answers at all.
 
 use std::net::SocketAddr;
 
@@ -79,4 +80,39 @@ pub async fn secret_echoing_upstream() -> FakeKgen {
         )
     });
     kgen
+}
+
+/// What must never reach a log line, whatever KGeN sends: the client secret, a session's tokens and its contact
+/// details, as [`answer_with_things_to_leak`] serves them.
+pub const MUST_NOT_LEAK: [&str; 6] = [
+    super::app::CLIENT_SECRET,
+    "eyJ-access-token-SECRET",
+    "eyJ-refresh-token-SECRET",
+    "gamer@example.com",
+    "+919876543210",
+    "+911112223334",
+];
+
+/// Makes `kgen` answer `good-user` with a session holding tokens, an email and phone numbers, and `bad-user` with a
+/// 500 whose body echoes the client secret and a token back: what the log-leak tests feed the gateway.
+pub fn answer_with_things_to_leak(kgen: &FakeKgen) {
+    let mut session = example_session();
+    session["access_token"] = serde_json::json!("eyJ-access-token-SECRET");
+    session["refresh_token"] = serde_json::json!("eyJ-refresh-token-SECRET");
+    session["email"] = serde_json::json!("gamer@example.com");
+    session["phonenumber"] = serde_json::json!("+919876543210");
+    session["linked_phone"] = serde_json::json!("+911112223334");
+    kgen.answer_with(move |request| match request.user_id().as_deref() {
+        Some("good-user") => Answer::json(200, session.clone()),
+        Some("bad-user") => Answer::json(
+            500,
+            serde_json::json!({
+                "message": format!(
+                    "internal error for secret {} token eyJ-access-token-SECRET",
+                    super::app::CLIENT_SECRET
+                )
+            }),
+        ),
+        _ => Answer::empty(404),
+    });
 }
