@@ -15,6 +15,7 @@
 #   overload   fault:delay:400 from 10 callers    KGenLoadShedding, KGenErrorBudgetBurnFast, KGenErrorBudgetBurnSlow
 #   401        fault:status:401                   KGenUpstreamCredentialsRejected
 #   503        fault:status:503:0                 KGenCircuitBreakerOpen, KGenUpstreamUnavailable
+#   reload     the caller-tokens file broken      KGenConfigReloadFailing
 #   down       the gateway stopped                KGenGatewayDown
 # and, before `down`, checks through the HTTP API that every rule is healthy, every recording rule and every query
 # of the dashboard (its variables substituted) has data over the traffic window. With --picture, draws the
@@ -42,10 +43,12 @@ release_gateway
 kit=("python3" "$root/scripts/prometheus-kit.py")
 began=$(date +%s)
 
-# === the gateway
+# === the gateway, with a caller-tokens file to break later (the reload phase); every call sends its token
+printf 'checker:%s\n' "prometheus-check-token" >"$work/tokens.txt"
+export KGEN_CALLER_TOKEN=prometheus-check-token
 start_bg gateway env RUST_LOG=info "$binary" --sandbox --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
   --log-format json --breaker-failure-threshold 60 --breaker-cool-down 2s \
-  --max-concurrent-upstream 2 --upstream-queue-timeout 10ms
+  --max-concurrent-upstream 2 --upstream-queue-timeout 10ms --caller-tokens-file "$work/tokens.txt"
 gateway_pid=$started_pid
 admin=$(wait_announced gateway 'admin endpoints serving' "$gateway_pid")
 grpc=$(wait_announced gateway 'kgen-gateway serving gRPC' "$gateway_pid")
@@ -154,6 +157,11 @@ echo "== KGeN answers 503: fault:status:503:0 (the breaker opens at 60 failures 
 drive 1 fault:status:503:0 0.02
 phase 503 30 KGenCircuitBreakerOpen KGenUpstreamUnavailable
 stop_loops
+
+echo "== a reload that fails: the caller-tokens file's new content does not parse"
+printf 'this line has no token\n' >"$work/tokens.txt"
+phase reload 30 KGenConfigReloadFailing
+printf 'checker:%s\n' "prometheus-check-token" >"$work/tokens.txt"
 wait_scrapes 2
 t1=$(date +%s)
 

@@ -160,11 +160,19 @@ impl Application {
     /// Re-reads the client secret, caller tokens and tenants files while running (rotation without a restart).
     fn spawn_watchers(&self, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
         let mut watchers = Vec::new();
+        // Each watched file's `kgen_config_reload_failing{setting}`, for the alert on a reload that keeps failing.
+        let report = |setting: &'static str| -> watcher::ReloadReport {
+            let gauge = self.metrics.reload_failing(setting);
+            Arc::new(move |failing| {
+                gauge.set(i64::from(failing));
+            })
+        };
         if let Some(path) = &self.tenants_file {
             watchers.push(core::watch_tenants(
                 self.tenants.clone(),
                 path.clone(),
                 watcher::RELOAD_INTERVAL,
+                report("--tenants-file"),
                 stop.clone(),
             ));
         }
@@ -176,6 +184,7 @@ impl Application {
                 watcher::RELOAD_INTERVAL,
                 parse_secret,
                 move |secret| upstream.rotate_secret(secret).map_err(|e| e.to_string()),
+                report("--client-secret-file"),
                 stop.clone(),
             ));
         }
@@ -194,6 +203,7 @@ impl Application {
                     auth.replace(tokens);
                     Ok(())
                 },
+                report("--caller-tokens-file"),
                 stop,
             ));
         }

@@ -724,6 +724,7 @@ pub fn watch(
     tenants: Arc<Tenants>,
     path: PathBuf,
     interval: Duration,
+    report: watcher::ReloadReport,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let template_url = tenants.template.url.clone();
@@ -750,6 +751,7 @@ pub fn watch(
                 Reloaded::Changed(format!("{changes:?}"))
             })
         },
+        report,
         stop,
     )
 }

@@ -102,6 +102,11 @@ struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SettingLabels {
+    setting: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: &'static str,
 }
@@ -173,6 +178,7 @@ pub struct Metrics {
     connections_refused: Family<ListenerLabels, Counter>,
     calls_in_flight: Family<ListenerLabels, Gauge>,
     request_buffered_bytes: Gauge,
+    reload_failing: Family<SettingLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -207,6 +213,7 @@ impl Metrics {
         let connections_refused = Family::<ListenerLabels, Counter>::default();
         let calls_in_flight = Family::<ListenerLabels, Gauge>::default();
         let request_buffered_bytes = Gauge::default();
+        let reload_failing = Family::<SettingLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -315,6 +322,12 @@ impl Metrics {
             request_buffered_bytes.clone(),
         );
         registry.register(
+            "kgen_config_reload_failing",
+            "1 while the newest content of a watched file (the setting named) is refused and the previous value stays \
+             in force; 0 once it is read and in force",
+            reload_failing.clone(),
+        );
+        registry.register(
             "kgen_gateway_build",
             "Build information (always 1)",
             build_info,
@@ -341,7 +354,19 @@ impl Metrics {
             connections_refused,
             calls_in_flight,
             request_buffered_bytes,
+            reload_failing,
         }
+    }
+
+    /// The gauge `kgen_config_reload_failing` of the file given by `setting` (e.g. `--tenants-file`), shown (as 0)
+    /// from now on.
+    pub fn reload_failing(&self, setting: &'static str) -> Gauge {
+        let gauge = self
+            .reload_failing
+            .get_or_create(&SettingLabels { setting })
+            .clone();
+        gauge.set(0);
+        gauge
     }
 
     /// The connection and call metrics of the listener named `listener`.

@@ -597,3 +597,37 @@ async fn a_grant_naming_a_tenant_that_is_not_configured_is_a_warning_at_start_up
     }
     assert!(!warnings[0].contains("game-token"), "{}", warnings[0]);
 }
+
+#[tokio::test]
+async fn a_tenants_file_that_stops_loading_is_a_metric_until_it_loads_again() {
+    let alpha = upstream(&[("alpha-id", "alpha-secret", "via-alpha")]).await;
+    let scratch = Scratch::new("reload-metric");
+    scratch.write("alpha.secret", "alpha-secret");
+    let good = tenants_toml(None, &[("alpha", "alpha-id", "alpha.secret", &alpha.url())]);
+    let file = scratch.write("tenants.toml", &good);
+    let app = TestApp::spawn(settings_from(&["--tenants-file", file.to_str().unwrap()])).await;
+    let failing = |value: &'static str| {
+        let app = &app;
+        move || async move {
+            let (_, text) = app.admin_get("/metrics").await;
+            text.lines().any(|line| {
+                line == format!("kgen_config_reload_failing{{setting=\"--tenants-file\"}} {value}")
+            })
+        }
+    };
+    assert!(within_5s(failing("0")).await, "0 while the file loads");
+
+    scratch.write("tenants.toml", "[tenants.alpha\nthis is not TOML");
+    assert!(
+        within_5s(failing("1")).await,
+        "1 once the new content is refused"
+    );
+    // The tenants in force stay meanwhile.
+    assert_eq!(
+        call(&app, Some("alpha"), None).await.unwrap().session_id,
+        "via-alpha"
+    );
+
+    scratch.write("tenants.toml", &good);
+    assert!(within_5s(failing("0")).await, "0 again once it loads");
+}
