@@ -260,15 +260,10 @@ async fn answer(call: Arc<Call>, user_id: String) -> Outcome {
         reason = Empty,
         latency_ms = Empty,
     );
-    let traced = correlation::upstream_of(&span, &call.correlation);
+    let upstream = correlation::upstream_of(&span, &call.correlation);
     let result = call
         .handler
-        .create(
-            &call.tenant,
-            &user_id,
-            call.deadline,
-            traced.as_ref().unwrap_or(&call.correlation),
-        )
+        .create(&call.tenant, &user_id, call.deadline, &upstream)
         .instrument(span.clone())
         .await;
     let attempts = match &result {

@@ -4,6 +4,7 @@
 //! naming that span, which itself continues the caller's trace ([`continue_trace`], [`upstream_of`]).
 
 use std::{
+    borrow::Cow,
     future::Future,
     pin::Pin,
     task::{ready, Context, Poll},
@@ -53,14 +54,16 @@ pub fn continue_trace(span: &Span, correlation: &Correlation) {
 }
 
 /// What to send upstream from inside `span`: `correlation` with trace headers naming `span`, when it is exported;
-/// `None` otherwise (send `correlation` as it is, the caller's trace headers unchanged).
-pub fn upstream_of(span: &Span, correlation: &Correlation) -> Option<Correlation> {
-    let (traceparent, tracestate) = observability::trace_propagation(span)?;
-    Some(Correlation {
-        request_id: correlation.request_id.clone(),
-        traceparent: HeaderValue::from_str(&traceparent).ok(),
-        tracestate: tracestate.and_then(|state| HeaderValue::from_str(&state).ok()),
-    })
+/// otherwise `correlation` as it is (the caller's trace headers unchanged, nothing copied).
+pub fn upstream_of<'a>(span: &Span, correlation: &'a Correlation) -> Cow<'a, Correlation> {
+    match observability::trace_propagation(span) {
+        Some((traceparent, tracestate)) => Cow::Owned(Correlation {
+            request_id: correlation.request_id.clone(),
+            traceparent: HeaderValue::from_str(&traceparent).ok(),
+            tracestate: tracestate.and_then(|state| HeaderValue::from_str(&state).ok()),
+        }),
+        None => Cow::Borrowed(correlation),
+    }
 }
 
 fn acceptable_request_id(value: &HeaderValue) -> bool {

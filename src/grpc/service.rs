@@ -71,15 +71,10 @@ impl SessionService for SessionGateway {
         correlation::continue_trace(&span, &correlation);
         let (tenant, result) = match tenant {
             Ok(tenant) => {
-                let traced = correlation::upstream_of(&span, &correlation);
+                let upstream = correlation::upstream_of(&span, &correlation);
                 let result = self
                     .handler
-                    .create(
-                        &tenant,
-                        &user_id,
-                        deadline,
-                        traced.as_ref().unwrap_or(&correlation),
-                    )
+                    .create(&tenant, &user_id, deadline, &upstream)
                     .instrument(span.clone())
                     .await;
                 (Some(tenant), result)
