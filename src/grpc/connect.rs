@@ -155,9 +155,13 @@ where
         let Some(shared) = &self.shared else {
             return ConnectFuture::Inner(self.inner.call(request.map(Either::Left)));
         };
+        // Other POSTs over HTTP/2 get the port's own 415 (with `grpc-status`), as before Connect; over HTTP/1.x,
+        // where the port would answer gRPC-Web's or HTTP/2's refusal, Connect's 415 names the types it serves.
         if request.method() != Method::POST
             || is_native_grpc(request.headers())
             || is_grpc_web(request.headers())
+            || (request.version() == http::Version::HTTP_2
+                && connect_codec(request.headers()).is_none())
         {
             return ConnectFuture::Inner(self.inner.call(request.map(Either::Left)));
         }

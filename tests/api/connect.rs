@@ -285,6 +285,12 @@ async fn other_content_types_are_415_and_oversized_bodies_resource_exhausted() {
 
     let answer = post(&http1(), &app, CREATE_SESSION, "text/plain", "{}", &[]).await;
     assert_eq!(answer.status, 415);
+    let answer = post(&h2c(), &app, CREATE_SESSION, "text/plain", "{}", &[]).await;
+    assert_eq!(answer.status, 415);
+    assert_eq!(
+        answer.headers["grpc-status"], "12",
+        "the port's own refusal"
+    );
 
     let big = json!({ "user_id": "x".repeat(2048) }).to_string();
     let answer = post(&http1(), &app, CREATE_SESSION, "application/json", big, &[]).await;
