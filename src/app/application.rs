@@ -72,6 +72,8 @@ pub enum StartupError {
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     /// The listener is unusable.
+    #[error("Connect protocol: {0}")]
+    Connect(String),
     #[error("listener: {0}")]
     Listener(std::io::Error),
 }
@@ -249,6 +251,8 @@ impl Application {
         .layer(routes);
         let service = MetricsLayer::new(self.metrics.clone()).layer(RequestIdLayer.layer(routes));
         let service = GrpcPort::new(service, self.server.grpc_web.as_ref());
+        let service =
+            grpc::Connect::new(service, self.server.connect).map_err(StartupError::Connect)?;
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1().timer(TokioTimer::new());
@@ -294,6 +298,9 @@ impl Application {
         self.ready.store(true, Ordering::SeqCst);
         if let Some(grpc_web) = &self.server.grpc_web {
             tracing::info!(allowed_origins = ?grpc_web.allowed_origins, "gRPC-Web enabled (HTTP/1.1 and HTTP/2)");
+        }
+        if self.server.connect.is_some() {
+            tracing::info!("Connect protocol enabled for unary calls (HTTP/1.1 and HTTP/2)");
         }
         tracing::info!(
             %addr,
@@ -401,7 +408,7 @@ async fn all_closed_within(connections: &mut JoinSet<()>, limit: Duration) -> bo
 
 /// Serves one client connection (after its TLS handshake, when the port serves TLS) until it ends. `S` is the
 /// gRPC port's service: metrics, then request ids, then the request limits and the routes, with gRPC-Web and CORS
-/// in front when enabled (see [`GrpcPort`]); generic because the health and reflection services inside the routes
+/// in front when enabled (see [`GrpcPort`]) and Connect in front of that; generic because the health and reflection services inside the routes
 /// have types that cannot be named.
 async fn serve_connection<S, B>(
     http: Arc<auto::Builder<TokioExecutor>>,

@@ -6,7 +6,8 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use crate::{
     core::{ResilienceSettings, TenantsConfig},
     grpc::{
-        CallerAuth, GrpcWebSettings, RequestLimitSettings, ServerTls, DEFAULT_BATCH_CONCURRENCY,
+        CallerAuth, ConnectSettings, GrpcWebSettings, RequestLimitSettings, ServerTls,
+        DEFAULT_BATCH_CONCURRENCY,
     },
     observability::LogFormat,
     upstream::UpstreamSettings,
@@ -104,6 +105,8 @@ pub struct ServerSettings {
     pub tls: Option<ServerTls>,
     /// gRPC-Web on the gRPC port; off (native gRPC only) when unset.
     pub grpc_web: Option<GrpcWebSettings>,
+    /// The Connect protocol's unary calls on the gRPC port; off when unset.
+    pub connect: Option<ConnectSettings>,
     /// One access line (INFO, target `kgen_gateway::access`) per finished session-service RPC.
     pub access_log: bool,
 }
@@ -125,6 +128,7 @@ impl Default for ServerSettings {
             request_limits: RequestLimitSettings::default(),
             tls: None,
             grpc_web: None,
+            connect: None,
             access_log: false,
         }
     }

@@ -274,6 +274,19 @@ pub struct GatewayArgs {
     /// `https://tools.example.com`, or `*` for any origin. Needs --grpc-web.
     #[arg(long, env = "KGEN_GRPC_WEB_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub grpc_web_allowed_origins: Vec<String>,
+    /// Also serve the Connect protocol's unary calls (`POST` with `application/json` or `application/proto`) on
+    /// the gRPC port, over HTTP/1.1 and HTTP/2: on unless set to false (`--connect=false`, `KGEN_CONNECT=false`).
+    #[arg(
+        long,
+        env = "KGEN_CONNECT",
+        value_parser = boolean,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub connect: bool,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "KGEN_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -1,11 +1,12 @@
 //! Everything that knows gRPC, tonic and HTTP: the session service and its batch RPCs, the one edge from errors to
 //! statuses, the access log, caller authentication, the request metadata (deadline, correlation, tenant), the
-//! limits on request bodies, gRPC-Web with its CORS policy, and TLS for the gRPC port.
+//! limits on request bodies, gRPC-Web with its CORS policy, the Connect protocol's unary calls, and TLS for the gRPC port.
 
 mod access;
 mod auth;
 mod batch;
 mod call;
+mod connect;
 mod correlation;
 mod deadline;
 mod request_limits;
@@ -18,6 +19,7 @@ mod web;
 pub use access::WithPeer;
 pub use auth::{AuthError, CallerAuth, CallerCheck, CallerTokens};
 pub use call::{Handler, DEFAULT_BATCH_CONCURRENCY, MAX_BATCH_CONCURRENCY};
+pub use connect::{Connect, ConnectSettings};
 pub use correlation::RequestIdLayer;
 pub use request_limits::{RequestLimitSettings, RequestLimitsLayer};
 pub use routes::Routes;

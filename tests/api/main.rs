@@ -9,6 +9,7 @@ mod access_log;
 mod batch;
 mod binary;
 mod call;
+mod connect;
 mod deadlines;
 mod faults;
 mod grpc_web;

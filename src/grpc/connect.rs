@@ -1,0 +1,741 @@
+//! The Connect protocol's unary calls (`--connect`, on by default) on the gRPC port: `POST
+//! /kgen.session.v1.SessionService/CreateSession` with `content-type: application/json` (proto3 JSON) or
+//! `application/proto` (the binary message), over HTTP/1.1 or HTTP/2, `connect-protocol-version: 1` optional (as
+//! connect-go's handlers treat it).
+//!
+//! [`Connect`] sits in front of [`super::GrpcPort`] and keeps one code path: a Connect request is read (bounded by
+//! `--max-request-size` and the request body timeout), translated into a gRPC request for the same native stack
+//! (the message framed, `connect-timeout-ms` as `grpc-timeout`, the caller's other headers kept, so metrics, request
+//! ids, caller authentication, tenants, deadlines and drain apply unchanged), and the gRPC answer translated back:
+//! the message as JSON or binary, or Connect's JSON error (`code`, `message`, `details` with each
+//! `google.rpc.Status` detail base64-encoded and, when its type is known, as JSON in `debug`) with the HTTP status of
+//! Connect's code table. Streaming methods, `GET` requests and compressed requests are answered `unimplemented`.
+//! Every other request passes through untouched.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use base64::{engine::general_purpose::STANDARD_NO_PAD, Engine as _};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor};
+use serde::Serialize as _;
+use tonic::{Code, Status};
+use tower::Service;
+
+use super::web::{is_grpc_web, is_native_grpc};
+use crate::{proto, support::headers};
+
+/// Connect (`--connect`): the bounds on a Connect request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectSettings {
+    /// Largest request body (the encoded message), as `--max-request-size`.
+    pub max_request_size: usize,
+    /// How long the whole request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+/// The one service Connect serves.
+const SERVICE: &str = "kgen.session.v1.SessionService";
+const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+const CONNECT_TIMEOUT_MS: &str = "connect-timeout-ms";
+
+/// How a Connect request encodes its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Json,
+    Proto,
+}
+
+impl Codec {
+    fn content_type(self) -> HeaderValue {
+        match self {
+            Self::Json => HeaderValue::from_static("application/json"),
+            Self::Proto => HeaderValue::from_static("application/proto"),
+        }
+    }
+}
+
+/// The codec of a Connect unary request's content type (`application/json`, `application/proto`, with parameters
+/// such as `; charset=utf-8`, in any case); `None` for anything else.
+fn connect_codec(headers: &HeaderMap) -> Option<Codec> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Some(Codec::Json)
+    } else if essence.eq_ignore_ascii_case("application/proto") {
+        Some(Codec::Proto)
+    } else {
+        None
+    }
+}
+
+/// What Connect needs at hand: the bounds and the descriptors of the contract and of `google.rpc`'s details.
+#[derive(Debug)]
+struct Shared {
+    settings: ConnectSettings,
+    pool: DescriptorPool,
+}
+
+// === impl Connect ===
+
+/// The service in front of the gRPC port: Connect unary calls translated, everything else passed on (see the
+/// module docs).
+#[derive(Debug, Clone)]
+pub struct Connect<S> {
+    inner: S,
+    shared: Option<Arc<Shared>>,
+}
+
+impl<S> Connect<S> {
+    /// Serves Connect in front of `inner` when `settings` is set; otherwise passes every request on.
+    pub fn new(inner: S, settings: Option<ConnectSettings>) -> Result<Self, String> {
+        let shared = match settings {
+            None => None,
+            Some(settings) => {
+                let mut pool = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)
+                    .map_err(|e| format!("the contract's descriptor set: {e}"))?;
+                // google.rpc's details, for `debug`; files the contract already holds (google.rpc.Status) are skipped.
+                let details =
+                    prost_types::FileDescriptorSet::decode(tonic_types::pb::FILE_DESCRIPTOR_SET)
+                        .map_err(|e| format!("google.rpc's descriptor set: {e}"))?;
+                for file in details.file {
+                    let known = file.message_type.iter().any(|message| {
+                        let name = format!("{}.{}", file.package(), message.name());
+                        pool.get_message_by_name(&name).is_some()
+                    });
+                    if !known && pool.get_file_by_name(file.name()).is_none() {
+                        pool.add_file_descriptor_proto(file)
+                            .map_err(|e| format!("google.rpc's descriptor set: {e}"))?;
+                    }
+                }
+                Some(Arc::new(Shared { settings, pool }))
+            }
+        };
+        Ok(Self { inner, shared })
+    }
+}
+
+/// A request as the inner service sees it: the caller's body, or a Connect request's framed message.
+pub type InnerBody<B> = Either<B, Full<Bytes>>;
+/// The answer of [`Connect`]: the inner service's body, or a Connect answer.
+pub type ConnectBody<B> = Either<B, Full<Bytes>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B, ResBody> Service<Request<B>> for Connect<S>
+where
+    S: Service<Request<InnerBody<B>>, Response = Response<ResBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Unpin + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<ConnectBody<ResBody>>;
+    type Error = Infallible;
+    type Future = ConnectFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let Some(shared) = &self.shared else {
+            return ConnectFuture::Inner(self.inner.call(request.map(Either::Left)));
+        };
+        // Other POSTs over HTTP/2 get the port's own 415 (with `grpc-status`), as before Connect; over HTTP/1.x,
+        // where the port would answer gRPC-Web's or HTTP/2's refusal, Connect's 415 names the types it serves.
+        if request.method() != Method::POST
+            || is_native_grpc(request.headers())
+            || is_grpc_web(request.headers())
+            || (request.version() == http::Version::HTTP_2
+                && connect_codec(request.headers()).is_none())
+        {
+            return ConnectFuture::Inner(self.inner.call(request.map(Either::Left)));
+        }
+        let shared = shared.clone();
+        // The clone that was made ready serves this call; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ConnectFuture::Connect(Box::pin(unary(inner, shared, request)))
+    }
+}
+
+/// The future of [`Connect`].
+pub enum ConnectFuture<F, ResBody> {
+    /// A request the inner service answers as it is.
+    Inner(F),
+    /// A Connect call (or a refused POST).
+    Connect(Pin<Box<dyn Future<Output = Response<ConnectBody<ResBody>>> + Send>>),
+}
+
+impl<F, ResBody> Future for ConnectFuture<F, ResBody>
+where
+    F: Future<Output = Result<Response<ResBody>, Infallible>> + Unpin,
+{
+    type Output = Result<Response<ConnectBody<ResBody>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Inner(future) => Pin::new(future)
+                .poll(cx)
+                .map(|answer| answer.map(|response| response.map(Either::Left))),
+            Self::Connect(future) => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+// === the unary call ===
+
+/// A Connect error before or after the call: its code and message (and the details of a gRPC answer).
+#[derive(Debug)]
+struct ConnectError {
+    code: Code,
+    message: String,
+    details: Bytes,
+    http: Option<StatusCode>,
+}
+
+impl ConnectError {
+    fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: Bytes::new(),
+            http: None,
+        }
+    }
+
+    /// An error answered with another HTTP status than the code table's (the spec's 404 for an unknown method).
+    fn with_http(mut self, status: StatusCode) -> Self {
+        self.http = Some(status);
+        self
+    }
+}
+
+impl From<Status> for ConnectError {
+    fn from(status: Status) -> Self {
+        Self {
+            code: status.code(),
+            message: status.message().to_owned(),
+            details: status.details().to_vec().into(),
+            http: None,
+        }
+    }
+}
+
+async fn unary<S, B, ResBody>(
+    mut inner: S,
+    shared: Arc<Shared>,
+    request: Request<B>,
+) -> Response<ConnectBody<ResBody>>
+where
+    S: Service<Request<InnerBody<B>>, Response = Response<ResBody>, Error = Infallible>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    let Some(codec) = connect_codec(request.headers()) else {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "this port serves gRPC (application/grpc), gRPC-Web (application/grpc-web) and Connect \
+             (application/json, application/proto)",
+        );
+    };
+    let (mut headers, answer) = match call(&mut inner, &shared, codec, request).await {
+        Ok(answer) => answer,
+        Err(error) => (HeaderMap::new(), Err(error)),
+    };
+    let mut response = match answer {
+        Ok(body) => {
+            let mut response = Response::new(Either::Right(Full::new(body)));
+            headers.insert(header::CONTENT_TYPE, codec.content_type());
+            *response.headers_mut() = headers;
+            response
+        }
+        Err(error) => {
+            let mut response = error_response(&shared.pool, &error);
+            for (name, value) in &headers {
+                if !response.headers().contains_key(name) {
+                    response.headers_mut().append(name, value.clone());
+                }
+            }
+            response
+        }
+    };
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+}
+
+/// The answer's headers (the gRPC answer's metadata, its trailers prefixed `trailer-`) and its message or error.
+type Answer = (HeaderMap, Result<Bytes, ConnectError>);
+
+async fn call<S, B, ResBody>(
+    inner: &mut S,
+    shared: &Shared,
+    codec: Codec,
+    request: Request<B>,
+) -> Result<Answer, ConnectError>
+where
+    S: Service<Request<InnerBody<B>>, Response = Response<ResBody>, Error = Infallible>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    let method = method(&shared.pool, request.uri().path())?;
+    if method.is_client_streaming() || method.is_server_streaming() {
+        return Err(ConnectError::new(
+            Code::Unimplemented,
+            format!(
+                "{} is a streaming method: Connect streaming is not served by this gateway; call it over gRPC",
+                method.name()
+            ),
+        ));
+    }
+    if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING) {
+        if encoding.as_bytes() != b"identity" {
+            return Err(ConnectError::new(
+                Code::Unimplemented,
+                "compressed requests are not supported: send the message uncompressed",
+            ));
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let timeout = match parts.headers.get(CONNECT_TIMEOUT_MS) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|text| (1..=10).contains(&text.len()))
+                .and_then(|text| text.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ConnectError::new(
+                        Code::InvalidArgument,
+                        "connect-timeout-ms must be a positive integer of at most 10 digits",
+                    )
+                })?,
+        ),
+    };
+    let settings = shared.settings;
+    let limited = Limited::new(body, settings.max_request_size);
+    let body = match tokio::time::timeout(settings.body_timeout, limited.collect()).await {
+        Err(_) => {
+            return Err(ConnectError::new(
+                Code::DeadlineExceeded,
+                "the request body did not arrive in time",
+            ))
+        }
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(ConnectError::new(
+                Code::ResourceExhausted,
+                format!(
+                    "the request is larger than the gateway accepts ({} bytes, --max-request-size)",
+                    settings.max_request_size
+                ),
+            ))
+        }
+        Ok(Err(_)) => {
+            return Err(ConnectError::new(
+                Code::Cancelled,
+                "the request body could not be read",
+            ))
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let message = decode(&method.input(), codec, &body)?;
+
+    let mut request = Request::new(Either::Right(Full::new(frame(&message))));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = parts.uri;
+    *request.version_mut() = http::Version::HTTP_2;
+    *request.extensions_mut() = parts.extensions;
+    let headers = request.headers_mut();
+    for (name, value) in &parts.headers {
+        if !is_connect_header(name) {
+            headers.append(name, value.clone());
+        }
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if let Some(ms) = timeout {
+        if let Ok(value) = HeaderValue::from_str(&format!("{ms}m")) {
+            headers.insert(HeaderName::from_static(headers::GRPC_TIMEOUT), value);
+        }
+    }
+
+    let Ok(response) = inner.call(request).await;
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.map_err(|error| {
+        let error: BoxError = error.into();
+        match error.downcast::<Status>() {
+            Ok(status) => ConnectError::from(*status),
+            Err(error) => ConnectError::new(Code::Internal, error.to_string()),
+        }
+    })?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let data = collected.to_bytes();
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if !is_grpc_header(name) && name != header::CONTENT_LENGTH {
+            headers.append(name, value.clone());
+        }
+    }
+    for (name, value) in &trailers {
+        if !is_grpc_header(name) {
+            if let Ok(name) = HeaderName::from_bytes(format!("trailer-{name}").as_bytes()) {
+                headers.append(name, value.clone());
+            }
+        }
+    }
+    let status = Status::from_header_map(&trailers)
+        .or_else(|| Status::from_header_map(&parts.headers))
+        .unwrap_or_else(|| Status::internal("the gRPC answer carried no grpc-status"));
+    if status.code() != Code::Ok {
+        return Ok((headers, Err(status.into())));
+    }
+    let answer = unframe(data).and_then(|message| encode(&method.output(), codec, message));
+    Ok((headers, answer))
+}
+
+/// The method of a Connect path, `/kgen.session.v1.SessionService/{method}`: unknown ones are `unimplemented` with
+/// HTTP 404, as the protocol asks.
+fn method(pool: &DescriptorPool, path: &str) -> Result<MethodDescriptor, ConnectError> {
+    let unknown = || {
+        ConnectError::new(
+            Code::Unimplemented,
+            format!("{path} is not a method served over Connect"),
+        )
+        .with_http(StatusCode::NOT_FOUND)
+    };
+    let (service, name) = path
+        .strip_prefix('/')
+        .and_then(|path| path.split_once('/'))
+        .ok_or_else(unknown)?;
+    if service != SERVICE {
+        return Err(unknown());
+    }
+    pool.get_service_by_name(SERVICE)
+        .and_then(|service| service.methods().find(|method| method.name() == name))
+        .ok_or_else(unknown)
+}
+
+/// The request message in its binary encoding: a JSON one decoded into the method's input type, a binary one
+/// checked against it.
+fn decode(
+    descriptor: &MessageDescriptor,
+    codec: Codec,
+    body: &[u8],
+) -> Result<Bytes, ConnectError> {
+    let invalid = |what: &str, error: &dyn std::fmt::Display| {
+        ConnectError::new(
+            Code::InvalidArgument,
+            format!(
+                "the request is not a {what} {}: {error}",
+                descriptor.full_name()
+            ),
+        )
+    };
+    match codec {
+        Codec::Json => {
+            let mut deserializer = serde_json::Deserializer::from_slice(body);
+            let message = DynamicMessage::deserialize(descriptor.clone(), &mut deserializer)
+                .and_then(|message| deserializer.end().map(|()| message))
+                .map_err(|e| invalid("JSON", &e))?;
+            Ok(message.encode_to_vec().into())
+        }
+        Codec::Proto => {
+            DynamicMessage::decode(descriptor.clone(), body).map_err(|e| invalid("binary", &e))?;
+            Ok(Bytes::copy_from_slice(body))
+        }
+    }
+}
+
+/// The answer in the request's codec.
+fn encode(
+    descriptor: &MessageDescriptor,
+    codec: Codec,
+    message: Bytes,
+) -> Result<Bytes, ConnectError> {
+    match codec {
+        Codec::Proto => Ok(message),
+        Codec::Json => {
+            let message = DynamicMessage::decode(descriptor.clone(), message)
+                .map_err(|e| ConnectError::new(Code::Internal, e.to_string()))?;
+            let mut serializer = serde_json::Serializer::new(Vec::new());
+            message
+                .serialize(&mut serializer)
+                .map_err(|e| ConnectError::new(Code::Internal, e.to_string()))?;
+            Ok(serializer.into_inner().into())
+        }
+    }
+}
+
+/// One uncompressed gRPC message frame: flag, big-endian length, message.
+fn frame(message: &[u8]) -> Bytes {
+    let mut framed = BytesMut::with_capacity(5 + message.len());
+    framed.put_u8(0);
+    framed.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
+    framed.put_slice(message);
+    framed.freeze()
+}
+
+/// The one message of a unary gRPC answer.
+fn unframe(mut data: Bytes) -> Result<Bytes, ConnectError> {
+    let malformed = || ConnectError::new(Code::Internal, "the gRPC answer held no single message");
+    if data.len() < 5 || data[0] != 0 {
+        return Err(malformed());
+    }
+    data.advance(1);
+    let length = data.get_u32() as usize;
+    if data.len() != length {
+        return Err(malformed());
+    }
+    Ok(data)
+}
+
+/// Headers of Connect's own, or of the body, that the gRPC request must not carry.
+fn is_connect_header(name: &HeaderName) -> bool {
+    name.as_str().starts_with("connect-")
+        || [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::ACCEPT_ENCODING,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+            header::TE,
+        ]
+        .contains(name)
+}
+
+/// gRPC's own headers and trailers, which Connect answers carry in their own form.
+fn is_grpc_header(name: &HeaderName) -> bool {
+    name.as_str().starts_with("grpc-") || name == header::CONTENT_TYPE
+}
+
+// === errors ===
+
+/// Connect's name of a code.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "canceled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// The HTTP status of a code: Connect's table.
+fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    code: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<Detail>,
+}
+
+#[derive(serde::Serialize)]
+struct Detail {
+    #[serde(rename = "type")]
+    type_name: String,
+    value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debug: Option<serde_json::Value>,
+}
+
+/// Connect's JSON error: the code's name, the message, the `google.rpc.Status` details of the gRPC answer.
+fn error_response<B>(pool: &DescriptorPool, error: &ConnectError) -> Response<ConnectBody<B>> {
+    let details = tonic_types::pb::Status::decode(error.details.clone())
+        .map(|status| status.details)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|any| {
+            let type_name = any
+                .type_url
+                .strip_prefix(TYPE_URL_PREFIX)
+                .unwrap_or(&any.type_url)
+                .to_owned();
+            let debug = pool
+                .get_message_by_name(&type_name)
+                .and_then(|descriptor| {
+                    DynamicMessage::decode(descriptor, any.value.as_slice()).ok()
+                })
+                .and_then(|message| serde_json::to_value(&message).ok());
+            Detail {
+                type_name,
+                value: STANDARD_NO_PAD.encode(&any.value),
+                debug,
+            }
+        })
+        .collect();
+    let body = ErrorBody {
+        code: code_name(error.code),
+        message: &error.message,
+        details,
+    };
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *response.status_mut() = error.http.unwrap_or_else(|| http_status(error.code));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A refusal outside the Connect protocol (a POST of a type no protocol here speaks), as plain text.
+fn plain<B>(status: StatusCode, message: &'static str) -> Response<ConnectBody<B>> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        message.as_bytes(),
+    ))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_type(content_type: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers
+    }
+
+    #[test]
+    fn connect_unary_content_types_are_recognized_and_others_are_not() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+        ] {
+            assert_eq!(connect_codec(&with_type(json)), Some(Codec::Json), "{json}");
+        }
+        assert_eq!(
+            connect_codec(&with_type("application/proto")),
+            Some(Codec::Proto)
+        );
+        for other in [
+            "application/grpc",
+            "application/grpc-web",
+            "application/connect+json",
+            "application/jsonx",
+            "text/plain",
+        ] {
+            assert_eq!(connect_codec(&with_type(other)), None, "{other}");
+        }
+        assert_eq!(connect_codec(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn every_code_has_connects_name_and_http_status() {
+        assert_eq!(code_name(Code::ResourceExhausted), "resource_exhausted");
+        assert_eq!(
+            http_status(Code::ResourceExhausted),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(code_name(Code::Cancelled), "canceled");
+        assert_eq!(http_status(Code::Cancelled).as_u16(), 499);
+        assert_eq!(http_status(Code::Unauthenticated), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            http_status(Code::Unimplemented),
+            StatusCode::NOT_IMPLEMENTED
+        );
+        assert_eq!(
+            http_status(Code::Unknown),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_framed_message_unframes_to_itself() {
+        let message = Bytes::from_static(b"\x0a\x03abc");
+        assert_eq!(unframe(frame(&message)).ok(), Some(message));
+        assert!(unframe(Bytes::from_static(b"\x01\0\0\0\0")).is_err());
+        assert!(unframe(Bytes::from_static(b"\0\0\0\0\x09ab")).is_err());
+    }
+
+    #[test]
+    fn only_the_session_services_unary_and_streaming_methods_are_found() {
+        let connect = Connect::new(
+            (),
+            Some(ConnectSettings {
+                max_request_size: 1024,
+                body_timeout: Duration::from_secs(1),
+            }),
+        )
+        .unwrap();
+        let pool = &connect.shared.as_ref().unwrap().pool;
+        let create = method(pool, "/kgen.session.v1.SessionService/CreateSession").unwrap();
+        assert!(!create.is_client_streaming());
+        assert!(
+            method(pool, "/kgen.session.v1.SessionService/CreateSessions")
+                .unwrap()
+                .is_client_streaming()
+        );
+        for unknown in [
+            "/kgen.session.v1.SessionService/Nope",
+            "/grpc.health.v1.Health/Check",
+            "/",
+        ] {
+            let error = method(pool, unknown).err().unwrap();
+            assert_eq!(error.http, Some(StatusCode::NOT_FOUND), "{unknown}");
+        }
+        assert!(pool.get_message_by_name("google.rpc.RetryInfo").is_some());
+    }
+}
