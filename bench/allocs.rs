@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example allocs -- [--calls 20000] [--padding 0,65536,1048576] [--log-level info]
-//!                                          [--budget ALLOCATIONS_PER_CALL]
+//!                                          [--budget ALLOCATIONS_PER_CALL] [--connect true|false]
 //! ```
 //!
 //! With `--budget`, it exits with status 3 when any row allocates more per call than that: the regression guard
@@ -17,6 +17,9 @@
 //! With `--padding N`, the upstream adds an N-byte string field the gateway ignores, so the difference in bytes
 //! allocated per call between two paddings, divided by the padding, is how many copies of the body the gateway
 //! makes (the issue asks for no more than one beyond reading it).
+//!
+//! `--connect false` serves the port without the Connect protocol (it is on by default, as in production), so the
+//! two runs show what Connect costs a native gRPC call.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a failure here should stop it loudly
 #![allow(unsafe_code)] // a counting `GlobalAlloc` wrapper must implement an unsafe trait
 
@@ -86,6 +89,7 @@ struct Args {
     paddings: Vec<usize>,
     log_level: String,
     budget: Option<f64>,
+    connect: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -94,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
         paddings: vec![0, 64 * 1024, 512 * 1024],
         log_level: "info".to_owned(),
         budget: None,
+        connect: true,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     for pair in raw.chunks(2) {
@@ -115,6 +120,9 @@ fn parse_args() -> Result<Args, String> {
                         .parse()
                         .map_err(|_| "--budget takes allocations per call")?,
                 )
+            }
+            "--connect" => {
+                args.connect = value.parse().map_err(|_| "--connect takes true or false")?
             }
             other => return Err(format!("unknown flag {other}")),
         }
@@ -183,6 +191,7 @@ fn measure(args: &Args, padding: usize) -> Result<Figures, Box<dyn std::error::E
     upstream.max_body = 2 * padding + 64 * 1024;
     let mut settings = Settings::new(upstream);
     settings.log_format = LogFormat::Json;
+    settings.server.connect = args.connect;
 
     let (stop, stopped) = oneshot::channel::<()>();
     let gateway_addr = gateway_rt.block_on(async {

@@ -43,8 +43,8 @@ pub use cli::{
 };
 pub use core::{validate_user_id, CallError, Error, RetryOn, MAX_BATCH_SIZE, MAX_USER_ID_BYTES};
 pub use grpc::{
-    AllowedOrigins, AuthError, CallerAuth, CallerTokens, ConnectSettings, GrpcWebSettings,
-    RequestLimitSettings, DEFAULT_BATCH_CONCURRENCY, DOMAIN, INVALID_BATCH_SIZE,
+    AllowedOrigins, AuthError, CallerAuth, CallerTokens, GrpcWebSettings, RequestLimitSettings,
+    DEFAULT_BATCH_CONCURRENCY, DOMAIN, INVALID_BATCH_SIZE,
 };
 pub use observability::{init_telemetry, LogFormat, TelemetryGuard};
 pub use support::headers::RETRIED_AFTER_AMBIGUOUS;

@@ -38,8 +38,8 @@ use super::{
 use crate::{
     core::{self, BreakerState, Sessions, TenantGrant, Tenants, UpstreamPin},
     grpc::{
-        self, CallerAuth, CallerCheck, CallerTokens, GrpcPort, Handler, RequestIdLayer,
-        RequestLimitsLayer, ServerTls, SessionGateway, WithPeer,
+        self, CallerAuth, CallerCheck, CallerTokens, ConnectSettings, GrpcPort, Handler,
+        RequestIdLayer, RequestLimitsLayer, ServerTls, SessionGateway, WithPeer,
     },
     observability::{BreakerGauge, Metrics, MetricsLayer, TenantGauges},
     proto::{self, session_service_server::SessionServiceServer},
@@ -251,8 +251,11 @@ impl Application {
         .layer(routes);
         let service = MetricsLayer::new(self.metrics.clone()).layer(RequestIdLayer.layer(routes));
         let service = GrpcPort::new(service, self.server.grpc_web.as_ref());
-        let service =
-            grpc::Connect::new(service, self.server.connect).map_err(StartupError::Connect)?;
+        let connect = self.server.connect.then_some(ConnectSettings {
+            max_request_size: self.server.max_request_size,
+            body_timeout: self.server.request_limits.body_timeout,
+        });
+        let service = grpc::Connect::new(service, connect).map_err(StartupError::Connect)?;
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1().timer(TokioTimer::new());
@@ -299,7 +302,7 @@ impl Application {
         if let Some(grpc_web) = &self.server.grpc_web {
             tracing::info!(allowed_origins = ?grpc_web.allowed_origins, "gRPC-Web enabled (HTTP/1.1 and HTTP/2)");
         }
-        if self.server.connect.is_some() {
+        if self.server.connect {
             tracing::info!("Connect protocol enabled for unary calls (HTTP/1.1 and HTTP/2)");
         }
         tracing::info!(

@@ -6,8 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use crate::{
     core::{ResilienceSettings, TenantsConfig},
     grpc::{
-        CallerAuth, ConnectSettings, GrpcWebSettings, RequestLimitSettings, ServerTls,
-        DEFAULT_BATCH_CONCURRENCY,
+        CallerAuth, GrpcWebSettings, RequestLimitSettings, ServerTls, DEFAULT_BATCH_CONCURRENCY,
     },
     observability::LogFormat,
     upstream::UpstreamSettings,
@@ -105,8 +104,9 @@ pub struct ServerSettings {
     pub tls: Option<ServerTls>,
     /// gRPC-Web on the gRPC port; off (native gRPC only) when unset.
     pub grpc_web: Option<GrpcWebSettings>,
-    /// The Connect protocol's unary calls on the gRPC port; off when unset.
-    pub connect: Option<ConnectSettings>,
+    /// The Connect protocol's unary calls on the gRPC port (on by default), bounded by `max_request_size` and
+    /// `request_limits.body_timeout` as gRPC calls are.
+    pub connect: bool,
     /// One access line (INFO, target `kgen_gateway::access`) per finished session-service RPC.
     pub access_log: bool,
 }
@@ -128,7 +128,7 @@ impl Default for ServerSettings {
             request_limits: RequestLimitSettings::default(),
             tls: None,
             grpc_web: None,
-            connect: None,
+            connect: true,
             access_log: false,
         }
     }

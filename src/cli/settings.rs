@@ -12,7 +12,7 @@ use super::{
 use crate::{
     app::{ServerSettings, Settings},
     core::{BreakerSettings, ResilienceSettings},
-    grpc::{ConnectSettings, GrpcWebSettings, RequestLimitSettings, MAX_BATCH_CONCURRENCY},
+    grpc::{GrpcWebSettings, RequestLimitSettings, MAX_BATCH_CONCURRENCY},
     upstream::{parse_upstream_url, UpstreamSettings},
 };
 
@@ -250,10 +250,7 @@ impl GatewayArgs {
             },
             tls: loaded.tls,
             grpc_web,
-            connect: self.connect.then_some(ConnectSettings {
-                max_request_size: self.max_request_size,
-                body_timeout: self.request_body_timeout,
-            }),
+            connect: self.connect,
             access_log: self.access_log,
         };
         Settings {

@@ -9,12 +9,15 @@
 //! ids, caller authentication, tenants, deadlines and drain apply unchanged), and the gRPC answer translated back:
 //! the message as JSON or binary, or Connect's JSON error (`code`, `message`, `details` with each
 //! `google.rpc.Status` detail base64-encoded and, when its type is known, as JSON in `debug`) with the HTTP status of
-//! Connect's code table. Streaming methods, `GET` requests and compressed requests are answered `unimplemented`.
-//! Every other request passes through untouched.
+//! Connect's code table. gzip is served both ways, as connect-go serves it: a `content-encoding: gzip` body is
+//! decompressed (the decompressed message bounded by `--max-request-size` too), and an answer is compressed when
+//! `accept-encoding` names gzip (errors are not, as the protocol has it). Streaming methods and other encodings are
+//! answered `unimplemented`; `GET` requests and every other request pass through untouched.
 
 use std::{
     convert::Infallible,
     future::Future,
+    io::{Read as _, Write as _},
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -32,7 +35,10 @@ use serde::Serialize as _;
 use tonic::{Code, Status};
 use tower::Service;
 
-use super::web::{is_grpc_web, is_native_grpc};
+use super::{
+    correlation::ensure_request_id,
+    web::{is_grpc_web, is_native_grpc},
+};
 use crate::{proto, support::headers};
 
 /// Connect (`--connect`): the bounds on a Connect request.
@@ -48,6 +54,8 @@ pub struct ConnectSettings {
 const SERVICE: &str = "kgen.session.v1.SessionService";
 const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 const CONNECT_TIMEOUT_MS: &str = "connect-timeout-ms";
+/// The one compression served (besides `identity`), in both directions.
+const GZIP: &str = "gzip";
 
 /// How a Connect request encodes its message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,18 +73,31 @@ impl Codec {
     }
 }
 
-/// The codec of a Connect unary request's content type (`application/json`, `application/proto`, with parameters
-/// such as `; charset=utf-8`, in any case); `None` for anything else.
-fn connect_codec(headers: &HeaderMap) -> Option<Codec> {
+/// What a Connect request's content type says: the codec, and whether the request is a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnectType {
+    codec: Codec,
+    /// `application/connect+json` or `application/connect+proto`: the streaming protocol, which is not served
+    /// (answered `unimplemented` the way a Connect stream carries errors).
+    streaming: bool,
+}
+
+/// The Connect content type of a request: unary `application/json` / `application/proto`, streaming
+/// `application/connect+json` / `application/connect+proto`, with parameters such as `; charset=utf-8`, in any case;
+/// `None` for anything else.
+fn connect_type(headers: &HeaderMap) -> Option<ConnectType> {
+    const TYPES: [(&str, Codec, bool); 4] = [
+        ("application/json", Codec::Json, false),
+        ("application/proto", Codec::Proto, false),
+        ("application/connect+json", Codec::Json, true),
+        ("application/connect+proto", Codec::Proto, true),
+    ];
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let essence = value.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Some(Codec::Json)
-    } else if essence.eq_ignore_ascii_case("application/proto") {
-        Some(Codec::Proto)
-    } else {
-        None
-    }
+    TYPES
+        .iter()
+        .find(|(name, ..)| essence.eq_ignore_ascii_case(name))
+        .map(|&(_, codec, streaming)| ConnectType { codec, streaming })
 }
 
 /// What Connect needs at hand: the bounds and the descriptors of the contract and of `google.rpc`'s details.
@@ -161,7 +182,7 @@ where
             || is_native_grpc(request.headers())
             || is_grpc_web(request.headers())
             || (request.version() == http::Version::HTTP_2
-                && connect_codec(request.headers()).is_none())
+                && connect_type(request.headers()).is_none())
         {
             return ConnectFuture::Inner(self.inner.call(request.map(Either::Left)));
         }
@@ -169,7 +190,7 @@ where
         // The clone that was made ready serves this call; a fresh clone waits for the next.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ConnectFuture::Connect(Box::pin(unary(inner, shared, request)))
+        ConnectFuture::Connect(Box::pin(serve(inner, shared, request)))
     }
 }
 
@@ -236,9 +257,77 @@ impl From<Status> for ConnectError {
     }
 }
 
+/// A `POST` that is neither gRPC nor gRPC-Web: a Connect unary call, a Connect stream (refused), or a content type
+/// no protocol here speaks (HTTP 415). Every answer carries the request's `x-request-id` (or a fresh one, which the
+/// call behind it then uses too).
+async fn serve<S, B, ResBody>(
+    inner: S,
+    shared: Arc<Shared>,
+    mut request: Request<B>,
+) -> Response<ConnectBody<ResBody>>
+where
+    S: Service<Request<InnerBody<B>>, Response = Response<ResBody>, Error = Infallible>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    let request_id = ensure_request_id(request.headers_mut());
+    let mut response = match connect_type(request.headers()) {
+        None => {
+            drain_http1(request, shared.settings).await;
+            plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "this port serves gRPC (application/grpc), gRPC-Web (application/grpc-web) and Connect \
+                 (application/json, application/proto)",
+            )
+        }
+        Some(ConnectType {
+            codec,
+            streaming: true,
+        }) => {
+            drain_http1(request, shared.settings).await;
+            stream_error(
+                codec,
+                &ConnectError::new(
+                    Code::Unimplemented,
+                    "the Connect streaming protocol is not served by this gateway: call unary methods with \
+                     application/json or application/proto, and CreateSessions over gRPC",
+                ),
+            )
+        }
+        Some(ConnectType {
+            codec,
+            streaming: false,
+        }) => unary(inner, &shared, codec, request).await,
+    };
+    response
+        .headers_mut()
+        .entry(HeaderName::from_static(headers::REQUEST_ID))
+        .or_insert(request_id);
+    response
+}
+
+/// Reads and drops the body of a request refused over HTTP/1.x, bounded as a call's body is: answered before the
+/// body is read, hyper closes the connection under a client still writing it, which then sees a broken pipe instead
+/// of the answer (connect-es does). Over HTTP/2 a refused stream is simply reset.
+async fn drain_http1<B>(request: Request<B>, settings: ConnectSettings)
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if request.version() >= http::Version::HTTP_2 {
+        return;
+    }
+    let limited = Limited::new(request.into_body(), settings.max_request_size);
+    let _unread = tokio::time::timeout(settings.body_timeout, limited.collect()).await;
+}
+
+/// A unary call: translated, served by the native stack, its answer translated back.
 async fn unary<S, B, ResBody>(
     mut inner: S,
-    shared: Arc<Shared>,
+    shared: &Shared,
+    codec: Codec,
     request: Request<B>,
 ) -> Response<ConnectBody<ResBody>>
 where
@@ -248,21 +337,23 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let Some(codec) = connect_codec(request.headers()) else {
-        return plain(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "this port serves gRPC (application/grpc), gRPC-Web (application/grpc-web) and Connect \
-             (application/json, application/proto)",
-        );
-    };
-    let (mut headers, answer) = match call(&mut inner, &shared, codec, request).await {
+    let gzip_answer = accepts_gzip(request.headers());
+    let (mut headers, answer) = match call(&mut inner, shared, codec, request).await {
         Ok(answer) => answer,
         Err(error) => (HeaderMap::new(), Err(error)),
     };
+    let answer = match answer {
+        Ok(body) if gzip_answer => gzip(&body).map(|body| (body, true)),
+        Ok(body) => Ok((body, false)),
+        Err(error) => Err(error),
+    };
     let mut response = match answer {
-        Ok(body) => {
+        Ok((body, gzipped)) => {
             let mut response = Response::new(Either::Right(Full::new(body)));
             headers.insert(header::CONTENT_TYPE, codec.content_type());
+            if gzipped {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(GZIP));
+            }
             *response.headers_mut() = headers;
             response
         }
@@ -277,6 +368,10 @@ where
         }
     };
     response.headers_mut().remove(header::CONTENT_LENGTH);
+    // The encodings a request body may use (RFC 7694), as connect-go's answers name them.
+    response
+        .headers_mut()
+        .insert(header::ACCEPT_ENCODING, HeaderValue::from_static(GZIP));
     response
 }
 
@@ -296,7 +391,11 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let method = method(&shared.pool, request.uri().path())?;
+    // The body first (bounded), so that every answer, a refusal too, comes after the whole request: see
+    // `drain_http1`.
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, shared.settings).await?;
+    let method = method(&shared.pool, parts.uri.path())?;
     if method.is_client_streaming() || method.is_server_streaming() {
         return Err(ConnectError::new(
             Code::Unimplemented,
@@ -306,15 +405,7 @@ where
             ),
         ));
     }
-    if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING) {
-        if encoding.as_bytes() != b"identity" {
-            return Err(ConnectError::new(
-                Code::Unimplemented,
-                "compressed requests are not supported: send the message uncompressed",
-            ));
-        }
-    }
-    let (parts, body) = request.into_parts();
+    let gzipped = request_is_gzip(&parts.headers)?;
     let timeout = match parts.headers.get(CONNECT_TIMEOUT_MS) {
         None => None,
         Some(value) => Some(
@@ -331,31 +422,10 @@ where
                 })?,
         ),
     };
-    let settings = shared.settings;
-    let limited = Limited::new(body, settings.max_request_size);
-    let body = match tokio::time::timeout(settings.body_timeout, limited.collect()).await {
-        Err(_) => {
-            return Err(ConnectError::new(
-                Code::DeadlineExceeded,
-                "the request body did not arrive in time",
-            ))
-        }
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(ConnectError::new(
-                Code::ResourceExhausted,
-                format!(
-                    "the request is larger than the gateway accepts ({} bytes, --max-request-size)",
-                    settings.max_request_size
-                ),
-            ))
-        }
-        Ok(Err(_)) => {
-            return Err(ConnectError::new(
-                Code::Cancelled,
-                "the request body could not be read",
-            ))
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let body = if gzipped {
+        gunzip(&body, shared.settings.max_request_size)?
+    } else {
+        body
     };
     let message = decode(&method.input(), codec, &body)?;
 
@@ -414,6 +484,121 @@ where
     let answer = unframe(data).and_then(|message| encode(&method.output(), codec, message));
     Ok((headers, answer))
 }
+
+/// The whole request body, at most `--max-request-size` bytes arriving within the request body timeout.
+async fn read_body<B>(body: B, settings: ConnectSettings) -> Result<Bytes, ConnectError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let limited = Limited::new(body, settings.max_request_size);
+    match tokio::time::timeout(settings.body_timeout, limited.collect()).await {
+        Err(_) => Err(ConnectError::new(
+            Code::DeadlineExceeded,
+            "the request body did not arrive in time",
+        )),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(too_large(settings.max_request_size))
+        }
+        Ok(Err(_)) => Err(ConnectError::new(
+            Code::Cancelled,
+            "the request body could not be read",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// A request body (compressed or not) over `--max-request-size`: `resource_exhausted`, as connect-go answers a
+/// message over its read limit.
+fn too_large(limit: usize) -> ConnectError {
+    ConnectError::new(
+        Code::ResourceExhausted,
+        format!(
+            "the request is larger than the gateway accepts ({limit} bytes, --max-request-size)"
+        ),
+    )
+}
+
+// === compression ===
+
+/// Whether the request body is gzip (`content-encoding: gzip`); absent or `identity` is plain, any other encoding
+/// `unimplemented`, as connect-go answers it (the answer's `accept-encoding` names gzip).
+fn request_is_gzip(headers: &HeaderMap) -> Result<bool, ConnectError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let value = value.as_bytes().trim_ascii();
+    if value.eq_ignore_ascii_case(b"identity") {
+        Ok(false)
+    } else if value.eq_ignore_ascii_case(GZIP.as_bytes()) {
+        Ok(true)
+    } else {
+        let shown = String::from_utf8_lossy(&value[..value.len().min(32)]).into_owned();
+        Err(ConnectError::new(
+            Code::Unimplemented,
+            format!("content-encoding {shown:?} is not supported: send gzip or identity"),
+        ))
+    }
+}
+
+/// Whether the caller takes a gzip answer: `accept-encoding` names `gzip` (any case) without `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|entry| {
+            let mut parts = entry.split(';');
+            let coding = parts.next().unwrap_or_default().trim();
+            coding.eq_ignore_ascii_case(GZIP)
+                && !parts.any(|parameter| {
+                    parameter
+                        .trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                        == Some(0.0)
+                })
+        })
+}
+
+/// A gzip request body, decompressed; at most `limit` bytes come out (a small body that inflates past the limit is
+/// refused as a large one would be, having cost at most `limit` bytes), a body that is not gzip is
+/// `invalid_argument`.
+fn gunzip(body: &[u8], limit: usize) -> Result<Bytes, ConnectError> {
+    let mut message = Vec::new();
+    let bound = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::GzDecoder::new(body)
+        .take(bound)
+        .read_to_end(&mut message)
+        .map_err(|e| {
+            ConnectError::new(
+                Code::InvalidArgument,
+                format!("the request body is not valid gzip: {e}"),
+            )
+        })?;
+    if message.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(message.into())
+}
+
+/// An answer's message, gzip-compressed.
+fn gzip(message: &[u8]) -> Result<Bytes, ConnectError> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(message.len() / 2 + 32),
+        flate2::Compression::default(),
+    );
+    encoder
+        .write_all(message)
+        .map_err(|e| ConnectError::new(Code::Internal, format!("gzip: {e}")))?;
+    encoder
+        .finish()
+        .map(Bytes::from)
+        .map_err(|e| ConnectError::new(Code::Internal, format!("gzip: {e}")))
+}
+
+// === the method and its messages ===
 
 /// The method of a Connect path, `/kgen.session.v1.SessionService/{method}`: unknown ones are `unimplemented` with
 /// HTTP 404, as the protocol asks.
@@ -511,9 +696,12 @@ fn unframe(mut data: Bytes) -> Result<Bytes, ConnectError> {
     Ok(data)
 }
 
-/// Headers of Connect's own, or of the body, that the gRPC request must not carry.
+/// Headers of Connect's own, of the body, or of gRPC's framing (a Connect caller's `grpc-encoding` or
+/// `grpc-accept-encoding` would change how the frame built here is read, or the answer framed) that the gRPC request
+/// must not carry from the caller.
 fn is_connect_header(name: &HeaderName) -> bool {
     name.as_str().starts_with("connect-")
+        || name.as_str().starts_with("grpc-")
         || [
             header::CONTENT_TYPE,
             header::CONTENT_LENGTH,
@@ -634,6 +822,29 @@ fn error_response<B>(pool: &DescriptorPool, error: &ConnectError) -> Response<Co
     response
 }
 
+/// Connect's answer to a stream: HTTP 200 and one end-of-stream message (flag `0x02`) holding the error as JSON,
+/// which is how the streaming protocol carries errors (connect-go and connect-es read its code; to an HTTP error
+/// status they would give `unknown`).
+fn stream_error<B>(codec: Codec, error: &ConnectError) -> Response<ConnectBody<B>> {
+    let end = serde_json::json!({
+        "error": { "code": code_name(error.code), "message": error.message }
+    });
+    let end = serde_json::to_vec(&end).unwrap_or_default();
+    let mut body = BytesMut::with_capacity(5 + end.len());
+    body.put_u8(0x02);
+    body.put_u32(u32::try_from(end.len()).unwrap_or(u32::MAX));
+    body.put_slice(&end);
+    let mut response = Response::new(Either::Right(Full::new(body.freeze())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(match codec {
+            Codec::Json => "application/connect+json",
+            Codec::Proto => "application/connect+proto",
+        }),
+    );
+    response
+}
+
 /// A refusal outside the Connect protocol (a POST of a type no protocol here speaks), as plain text.
 fn plain<B>(status: StatusCode, message: &'static str) -> Response<ConnectBody<B>> {
     let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
@@ -658,28 +869,48 @@ mod tests {
     }
 
     #[test]
-    fn connect_unary_content_types_are_recognized_and_others_are_not() {
+    fn connect_content_types_are_recognized_and_others_are_not() {
+        let unary = |codec| {
+            Some(ConnectType {
+                codec,
+                streaming: false,
+            })
+        };
         for json in [
             "application/json",
             "Application/JSON",
             "application/json; charset=utf-8",
         ] {
-            assert_eq!(connect_codec(&with_type(json)), Some(Codec::Json), "{json}");
+            assert_eq!(connect_type(&with_type(json)), unary(Codec::Json), "{json}");
         }
         assert_eq!(
-            connect_codec(&with_type("application/proto")),
-            Some(Codec::Proto)
+            connect_type(&with_type("application/proto")),
+            unary(Codec::Proto)
+        );
+        assert_eq!(
+            connect_type(&with_type("application/connect+json")),
+            Some(ConnectType {
+                codec: Codec::Json,
+                streaming: true
+            })
+        );
+        assert_eq!(
+            connect_type(&with_type("Application/Connect+Proto")),
+            Some(ConnectType {
+                codec: Codec::Proto,
+                streaming: true
+            })
         );
         for other in [
             "application/grpc",
             "application/grpc-web",
-            "application/connect+json",
+            "application/connect+thrift",
             "application/jsonx",
             "text/plain",
         ] {
-            assert_eq!(connect_codec(&with_type(other)), None, "{other}");
+            assert_eq!(connect_type(&with_type(other)), None, "{other}");
         }
-        assert_eq!(connect_codec(&HeaderMap::new()), None);
+        assert_eq!(connect_type(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -102,17 +102,24 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
-        let id = match request.headers().get(&REQUEST_ID) {
-            Some(id) if acceptable_request_id(id) => id.clone(),
-            _ => {
-                let fresh = fresh_request_id();
-                request.headers_mut().insert(REQUEST_ID, fresh.clone());
-                fresh
-            }
-        };
+        let id = ensure_request_id(request.headers_mut());
         RequestIdFuture {
             inner: self.inner.call(request),
             id: Some(id),
+        }
+    }
+}
+
+/// The request's `x-request-id` when acceptable, or a fresh one put in its place. [`RequestIdLayer`] calls it, and
+/// so does a protocol translated in front of it (Connect), so that its own refusals and the call behind it carry
+/// the same id.
+pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    match headers.get(&REQUEST_ID) {
+        Some(id) if acceptable_request_id(id) => id.clone(),
+        _ => {
+            let fresh = fresh_request_id();
+            headers.insert(REQUEST_ID, fresh.clone());
+            fresh
         }
     }
 }

@@ -104,12 +104,17 @@ fn parse_origin(raw: &str) -> Result<HeaderValue, String> {
 /// effect at once: each answer must carry `access-control-allow-origin` too.
 pub const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(2 * 60 * 60);
 
-/// Request headers a browser page may send: gRPC-Web's own, the gateway's metadata, trace context.
-pub const ALLOWED_HEADERS: [HeaderName; 9] = [
+/// Request headers a browser page may send: gRPC-Web's own, Connect's (its version, deadline and request
+/// compression; Connect calls from a page are translated and pass through this same policy), the gateway's metadata,
+/// trace context.
+pub const ALLOWED_HEADERS: [HeaderName; 12] = [
     header::CONTENT_TYPE,
     HeaderName::from_static("x-grpc-web"),
     HeaderName::from_static("x-user-agent"),
     HeaderName::from_static(headers::GRPC_TIMEOUT),
+    HeaderName::from_static("connect-protocol-version"),
+    HeaderName::from_static("connect-timeout-ms"),
+    header::CONTENT_ENCODING,
     header::AUTHORIZATION,
     HeaderName::from_static(headers::REQUEST_ID),
     HeaderName::from_static(headers::TENANT),

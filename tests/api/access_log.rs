@@ -178,6 +178,45 @@ async fn with_the_access_log_each_finished_rpc_logs_one_line_with_every_field() 
 }
 
 #[tokio::test]
+async fn a_connect_call_logs_the_same_access_line_as_a_grpc_call() {
+    let kgen = example_kgen().await;
+    let gateway = gateway(
+        &kgen,
+        &["--access-log"],
+        "warn,kgen_gateway::app=info,kgen_gateway::access=info",
+        false,
+    )
+    .await;
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+
+    let answer = bounded(
+        "a Connect answer",
+        client
+            .post(format!(
+                "http://{}/kgen.session.v1.SessionService/CreateSession",
+                gateway.addr
+            ))
+            .header("content-type", "application/json")
+            .header("x-request-id", "req-connect")
+            .body(r#"{"user_id":"fault:status:503"}"#)
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 503);
+
+    let (code, logs) = gateway.stop().await;
+    assert_eq!(code, Some(0));
+    let lines = access_lines(&logs);
+    let line = line_of(&lines, "req-connect");
+    assert_eq!(line["method"], "CreateSession");
+    assert_eq!(line["grpc_code"], "Unavailable");
+    assert_eq!(line["reason"], "UPSTREAM_UNAVAILABLE");
+    assert_eq!(line["upstream_status"], 503);
+    assert_from_loopback(line);
+}
+
+#[tokio::test]
 async fn without_the_access_log_no_access_line_is_written() {
     let kgen = example_kgen().await;
     let gateway = gateway(&kgen, &[], "debug", false).await;

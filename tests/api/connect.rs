@@ -363,3 +363,423 @@ async fn caller_tokens_apply_to_connect_calls() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.json()["userId"], "FTC_User1");
 }
+
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn gunzipped(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut plain)
+        .expect("a gzip body");
+    plain
+}
+
+#[tokio::test]
+async fn gzip_is_served_both_ways_and_the_decompressed_size_is_bounded() {
+    let (app, kgen) = gateway(&["--max-request-size", "1KiB"]).await;
+    let request = json!({ "user_id": "FTC_User1" }).to_string();
+
+    let answer = post(
+        &http1(),
+        &app,
+        CREATE_SESSION,
+        "application/json",
+        gzipped(request.as_bytes()),
+        &[("content-encoding", "gzip"), ("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["content-encoding"], "gzip");
+    let session: Value = serde_json::from_slice(&gunzipped(&answer.body)).unwrap();
+    assert_eq!(session["userId"], "FTC_User1");
+
+    // Without accept-encoding (or with gzip;q=0) the answer is plain.
+    for accept in [None, Some("gzip;q=0, identity")] {
+        let headers: Vec<(&str, &str)> =
+            accept.map(|a| ("accept-encoding", a)).into_iter().collect();
+        let answer = post(
+            &http1(),
+            &app,
+            CREATE_SESSION,
+            "application/json",
+            request.clone(),
+            &headers,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{accept:?}");
+        assert!(
+            !answer.headers.contains_key("content-encoding"),
+            "{accept:?}"
+        );
+        assert_eq!(answer.json()["userId"], "FTC_User1");
+    }
+
+    // Errors are never compressed.
+    let answer = post(
+        &h2c(),
+        &app,
+        CREATE_SESSION,
+        "application/json",
+        json!({ "user_id": "" }).to_string(),
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert!(!answer.headers.contains_key("content-encoding"));
+    assert_eq!(answer.json()["code"], "invalid_argument");
+    let calls_so_far = kgen.received().len();
+
+    // 2 MiB of zeros gzip to about 2 KiB: the message is over the limit once inflated, and refused there.
+    let bomb = gzipped(&vec![b' '; 2 << 20]);
+    assert!(bomb.len() < 16 << 10);
+    let answer = post(
+        &http1(),
+        &app,
+        CREATE_SESSION,
+        "application/json",
+        bomb,
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.json()["code"], "resource_exhausted");
+
+    let answer = post(
+        &http1(),
+        &app,
+        CREATE_SESSION,
+        "application/json",
+        request.clone(),
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(answer.status, 400, "not gzip");
+    assert_eq!(answer.json()["code"], "invalid_argument");
+
+    let answer = post(
+        &http1(),
+        &app,
+        CREATE_SESSION,
+        "application/json",
+        request,
+        &[("content-encoding", "br")],
+    )
+    .await;
+    assert_eq!(answer.status, 501);
+    assert_eq!(answer.json()["code"], "unimplemented");
+    assert_eq!(
+        answer.headers["accept-encoding"], "gzip",
+        "names what is served"
+    );
+    assert_eq!(
+        kgen.received().len(),
+        calls_so_far,
+        "no refused body reached KGeN"
+    );
+}
+
+#[tokio::test]
+async fn a_callers_grpc_headers_cannot_change_how_the_translated_call_is_framed() {
+    let (app, _kgen) = gateway(&[]).await;
+
+    let answer = create_json(
+        &app,
+        "FTC_User1",
+        &[
+            ("grpc-encoding", "gzip"),
+            ("grpc-accept-encoding", "gzip"),
+            ("grpc-timeout", "1n"),
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.json()["userId"], "FTC_User1");
+}
+
+#[tokio::test]
+async fn connect_calls_carry_request_ids_both_ways_and_count_under_the_grpc_method_labels() {
+    let (app, kgen) = gateway(&[]).await;
+
+    let ok = create_json(&app, "FTC_User1", &[("x-request-id", "connect-req-1")]).await;
+    let invalid = post(
+        &h2c(),
+        &app,
+        CREATE_SESSION,
+        "application/proto",
+        CreateSessionRequest::default().encode_to_vec(),
+        &[],
+    )
+    .await;
+
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.headers["x-request-id"], "connect-req-1");
+    assert_eq!(invalid.status, 400);
+    assert_eq!(
+        invalid.content_type(),
+        "application/json",
+        "errors are JSON for either codec"
+    );
+    assert!(
+        invalid.headers.contains_key("x-request-id"),
+        "one is made up"
+    );
+    let received = kgen.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].headers["x-request-id"], "connect-req-1",
+        "and sent upstream"
+    );
+    let (_, text) = app.admin_get("/metrics").await;
+    let labels = r#"grpc_type="unary",grpc_service="kgen.session.v1.SessionService",grpc_method="CreateSession""#;
+    for series in [
+        format!("grpc_server_started_total{{{labels}}} 2"),
+        format!("grpc_server_handled_total{{{labels},grpc_code=\"OK\"}} 1"),
+        format!("grpc_server_handled_total{{{labels},grpc_code=\"InvalidArgument\"}} 1"),
+    ] {
+        assert!(
+            text.lines().any(|line| line == series),
+            "{series} missing from\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_browser_page_on_a_listed_origin_may_call_over_connect_with_grpc_webs_cors_policy() {
+    const PAGE: &str = "https://tools.example.com";
+    let (app, _kgen) = gateway(&["--grpc-web", "--grpc-web-allowed-origins", PAGE]).await;
+
+    let preflight = bounded(
+        "a preflight answer",
+        http1()
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("http://{}{CREATE_SESSION}", app.addr),
+            )
+            .header("origin", PAGE)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,connect-protocol-version,connect-timeout-ms,content-encoding",
+            )
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], PAGE);
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for needed in [
+        "connect-protocol-version",
+        "connect-timeout-ms",
+        "content-encoding",
+    ] {
+        assert!(
+            allowed.split(',').any(|h| h.trim() == needed),
+            "{needed}: {allowed}"
+        );
+    }
+
+    let ok = create_json(&app, "FTC_User1", &[("origin", PAGE)]).await;
+    let failed = create_json(&app, "", &[("origin", PAGE)]).await;
+    let elsewhere = create_json(&app, "FTC_User1", &[("origin", "https://evil.example.com")]).await;
+
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.headers["access-control-allow-origin"], PAGE);
+    assert_eq!(failed.status, 400);
+    assert_eq!(
+        failed.headers["access-control-allow-origin"], PAGE,
+        "errors too"
+    );
+    assert_eq!(elsewhere.status, 200, "CORS is not access control");
+    assert!(!elsewhere
+        .headers
+        .contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn a_connect_stream_is_answered_unimplemented_in_an_end_of_stream_message() {
+    let (app, kgen) = gateway(&[]).await;
+    let path = "/kgen.session.v1.SessionService/CreateSessions";
+    // One enveloped message: flags 0, length, `{"user_id":"a"}`.
+    let message = br#"{"user_id":"a"}"#;
+    let mut envelope = vec![0u8];
+    envelope.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    envelope.extend_from_slice(message);
+
+    for client in [http1(), h2c()] {
+        let answer = post(
+            &client,
+            &app,
+            path,
+            "application/connect+json",
+            envelope.clone(),
+            &[("x-request-id", "stream-1")],
+        )
+        .await;
+
+        assert_eq!(answer.status, 200, "errors travel in the stream");
+        assert_eq!(answer.content_type(), "application/connect+json");
+        assert_eq!(answer.headers["x-request-id"], "stream-1");
+        let body = &answer.body;
+        assert_eq!(body[0], 0x02, "the end-of-stream flag");
+        let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        assert_eq!(body.len(), 5 + length);
+        let end: Value = serde_json::from_slice(&body[5..]).unwrap();
+        assert_eq!(end["error"]["code"], "unimplemented", "{end}");
+    }
+    assert!(kgen.received().is_empty());
+}
+
+#[tokio::test]
+async fn refusals_made_before_the_call_carry_the_request_id_too() {
+    let (app, _kgen) = gateway(&[]).await;
+    /// Path, content type, body, the request's other headers.
+    type Refusal<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let refusals: [Refusal; 5] = [
+        (CREATE_SESSION, "application/json", "{", &[]),
+        (
+            "/kgen.session.v1.SessionService/Nope",
+            "application/json",
+            "{}",
+            &[],
+        ),
+        (
+            CREATE_SESSION,
+            "application/json",
+            "{}",
+            &[("content-encoding", "br")],
+        ),
+        (
+            CREATE_SESSION,
+            "application/json",
+            "{}",
+            &[("connect-timeout-ms", "soon")],
+        ),
+        (CREATE_SESSION, "text/plain", "{}", &[]),
+    ];
+
+    for (path, content_type, body, extra) in refusals {
+        let mut headers = vec![("x-request-id", "refused-1")];
+        headers.extend_from_slice(extra);
+        let answer = post(&http1(), &app, path, content_type, body, &headers).await;
+        assert!(
+            answer.status >= 400,
+            "{path} {content_type} {extra:?}: {}",
+            answer.status
+        );
+        assert_eq!(
+            answer.headers["x-request-id"], "refused-1",
+            "{path} {content_type} {extra:?}"
+        );
+
+        let answer = post(&http1(), &app, path, content_type, body, extra).await;
+        let made_up = answer.headers["x-request-id"].to_str().unwrap();
+        assert_eq!(made_up.len(), 36, "a fresh UUID: {made_up}");
+    }
+}
+
+/// Writes one HTTP/1.1 request on `tcp` and reads its answer (whose length is given), returning the status line.
+async fn exchange(
+    tcp: &mut tokio::net::TcpStream,
+    path: &str,
+    extra_header: &str,
+    body: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n{extra_header}content-length: {}\r\n\r\n",
+        body.len()
+    );
+    bounded("the request to be written", async {
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        // The body after a pause, as a client that sends headers first does.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tcp.write_all(body.as_bytes()).await.unwrap();
+    })
+    .await;
+    bounded("an answer on the same connection", async {
+        let mut seen = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "the connection was closed: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|line| {
+                        line.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("a content-length");
+                if seen.len() >= end + 4 + length {
+                    assert!(
+                        !text[..end]
+                            .to_ascii_lowercase()
+                            .contains("connection: close"),
+                        "{text}"
+                    );
+                    return text.lines().next().unwrap().to_owned();
+                }
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn over_http1_a_refused_request_leaves_the_connection_usable_for_the_next_call() {
+    let (app, _kgen) = gateway(&[]).await;
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let call = r#"{"user_id":"FTC_User1"}"#;
+
+    let refusals = [
+        ("/kgen.session.v1.SessionService/Nope", "", "HTTP/1.1 404"),
+        (CREATE_SESSION, "content-encoding: br\r\n", "HTTP/1.1 501"),
+        (
+            CREATE_SESSION,
+            "connect-timeout-ms: soon\r\n",
+            "HTTP/1.1 400",
+        ),
+        (
+            "/kgen.session.v1.SessionService/CreateSessions",
+            "",
+            "HTTP/1.1 501",
+        ),
+    ];
+    for (path, header, status) in refusals {
+        assert!(
+            exchange(&mut tcp, path, header, call)
+                .await
+                .starts_with(status),
+            "{path} {header}"
+        );
+        assert!(
+            exchange(&mut tcp, CREATE_SESSION, "", call)
+                .await
+                .starts_with("HTTP/1.1 200"),
+            "the call after {path} {header}"
+        );
+    }
+}

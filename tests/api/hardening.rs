@@ -283,7 +283,7 @@ async fn a_request_that_is_not_grpc_gets_http_415() {
     let body = Full::new(Bytes::from_static(br#"{"user_id":"player-1"}"#)).boxed_unsync();
 
     let response = sender
-        .send_request(grpc_request("application/json", body))
+        .send_request(grpc_request("text/plain", body))
         .await
         .expect("response");
 
