@@ -405,10 +405,10 @@ func runVariant(r *interop.Results, v *variant, userID, clientName string, verbo
 		defer cancel()
 		id := user + "-gzip"
 		answer, err := createSession(ctx, v.gzip, id, nil)
-		seen := v.last()
-		interop.ExpectEq(seen.request.Get("content-encoding"), "gzip", "the request's content-encoding")
 		mustSucceed(err)
 		interop.CheckSession(answer.Msg, id, clientName, true)
+		seen := v.last()
+		interop.ExpectEq(seen.request.Get("content-encoding"), "gzip", "the request's content-encoding")
 		interop.ExpectEq(seen.request.Get("accept-encoding"), "gzip", "the request's accept-encoding")
 		interop.ExpectEq(seen.response.Get("content-encoding"), "gzip", "the answer's content-encoding")
 		return "content-encoding gzip both ways"
