@@ -5,11 +5,12 @@
 #   eval "$(scripts/go-tools.sh)"        # stdout is one line, `export PATH=<repo>/tools/bin:$PATH`; progress on stderr
 #
 # TOOL is a folder of tools/go: grpcurl, grpc-health-probe, ghz, h2spec, and the code generators of examples/go,
-# protoc-gen-go and protoc-gen-go-grpc (examples/go/generate.sh asks for those two). Each folder is a small Go
-# module whose go.mod and go.sum pin the tool and every module it is built from; `go install` runs there. (Not
-# `go install PKG@VERSION`: that asks the module proxy about the module's newest version on every install, so it
-# needs the network even when everything is cached, and for h2spec, whose release predates Go modules, it would
-# take the dependencies at their newest.) To move a tool: `go get -tool PKG@VERSION && go mod tidy` in its folder.
+# protoc-gen-go, protoc-gen-go-grpc and protoc-gen-connect-go (examples/go/generate.sh asks for those three). Each
+# folder is a small Go module whose go.mod and go.sum pin the tool and every module it is built from; `go install`
+# runs there. (Not `go install PKG@VERSION`: that asks the module proxy about the module's newest version on every
+# install, so it needs the network even when everything is cached, and for h2spec, whose release predates Go
+# modules, it would take the dependencies at their newest.) To move a tool: `go get -tool PKG@VERSION && go mod tidy`
+# in its folder.
 #
 # A tool already in tools/bin at its pinned version is left alone (`go version -m` tells), so a second run costs
 # well under a second. Go keeps what it downloads and compiles in its default caches (`go env GOMODCACHE GOCACHE`,

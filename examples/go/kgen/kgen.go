@@ -1,6 +1,7 @@
 // Package kgen holds what the Go examples share: a connection to kgen-gateway, the three SessionService calls and
 // the health check, the decoding of the google.rpc error details the gateway sends, and the parsing of the
-// session's Go-format time and JWT-shaped tokens. cmd/create-session and cmd/interop use it.
+// session's Go-format time and JWT-shaped tokens. cmd/create-session and cmd/interop use it. connect.go holds the
+// same for connect-go (the Connect protocol, which the gateway serves on its gRPC port), for cmd/connect-interop.
 package kgen
 
 import (
@@ -126,52 +127,38 @@ type ErrorDetails struct {
 	// HasStatusDetails: the status carried details (a call that failed in the client, e.g. its own deadline, has
 	// none).
 	HasStatusDetails bool
-	ErrorInfo        *errdetails.ErrorInfo
-	RetryInfo        *errdetails.RetryInfo
-	BadRequest       *errdetails.BadRequest
+	Details
+}
+
+// Details are the google.rpc details of a failed call, decoded: a gRPC status's (ErrorDetails) or a Connect
+// error's (ConnectErrorDetails).
+type Details struct {
+	ErrorInfo  *errdetails.ErrorInfo
+	RetryInfo  *errdetails.RetryInfo
+	BadRequest *errdetails.BadRequest
 	// Other holds the details of any other type, or those that could not be decoded, as text.
 	Other []string
 }
 
-// DecodeError decodes a call's error with status.FromError; an error that is no gRPC status is UNKNOWN.
-func DecodeError(err error) ErrorDetails {
-	st, _ := status.FromError(err)
-	return decode(st)
-}
-
-// DecodeStatus decodes the google.rpc.Status of a failed batch item (CreateSessionsResponse.error): the same code,
-// message and details CreateSession carries in its grpc-status-details-bin trailer.
-func DecodeStatus(s *spb.Status) ErrorDetails {
-	return decode(status.FromProto(s))
-}
-
-func decode(st *status.Status) ErrorDetails {
-	d := ErrorDetails{Code: st.Code(), Message: st.Message()}
-	details := st.Details()
-	d.HasStatusDetails = len(details) > 0
-	for _, detail := range details {
-		switch v := detail.(type) {
-		case *errdetails.ErrorInfo:
-			d.ErrorInfo = v
-		case *errdetails.RetryInfo:
-			d.RetryInfo = v
-		case *errdetails.BadRequest:
-			d.BadRequest = v
-		case error: // a detail whose type is not linked in, or that did not decode
-			d.Other = append(d.Other, v.Error())
-		default:
-			d.Other = append(d.Other, fmt.Sprintf("%T", v))
-		}
+// add files one decoded detail.
+func (d *Details) add(detail any) {
+	switch v := detail.(type) {
+	case *errdetails.ErrorInfo:
+		d.ErrorInfo = v
+	case *errdetails.RetryInfo:
+		d.RetryInfo = v
+	case *errdetails.BadRequest:
+		d.BadRequest = v
+	case error: // a detail whose type is not linked in, or that did not decode
+		d.Other = append(d.Other, v.Error())
+	default:
+		d.Other = append(d.Other, fmt.Sprintf("%T", v))
 	}
-	return d
 }
 
-// Describe prints the error as lines: the code and message, then each detail.
-func (d ErrorDetails) Describe() []string {
-	lines := []string{fmt.Sprintf("error: %s: %s", d.Code, d.Message)}
-	if !d.HasStatusDetails {
-		lines = append(lines, "  (no grpc-status-details-bin trailer)")
-	}
+// describe prints each detail as a line.
+func (d Details) describe() []string {
+	var lines []string
 	if info := d.ErrorInfo; info != nil {
 		keys := make([]string, 0, len(info.GetMetadata()))
 		for k := range info.GetMetadata() {
@@ -197,6 +184,37 @@ func (d ErrorDetails) Describe() []string {
 		lines = append(lines, "  other detail: "+other)
 	}
 	return lines
+}
+
+// DecodeError decodes a call's error with status.FromError; an error that is no gRPC status is UNKNOWN.
+func DecodeError(err error) ErrorDetails {
+	st, _ := status.FromError(err)
+	return decode(st)
+}
+
+// DecodeStatus decodes the google.rpc.Status of a failed batch item (CreateSessionsResponse.error): the same code,
+// message and details CreateSession carries in its grpc-status-details-bin trailer.
+func DecodeStatus(s *spb.Status) ErrorDetails {
+	return decode(status.FromProto(s))
+}
+
+func decode(st *status.Status) ErrorDetails {
+	d := ErrorDetails{Code: st.Code(), Message: st.Message()}
+	details := st.Details()
+	d.HasStatusDetails = len(details) > 0
+	for _, detail := range details {
+		d.add(detail)
+	}
+	return d
+}
+
+// Describe prints the error as lines: the code and message, then each detail.
+func (d ErrorDetails) Describe() []string {
+	lines := []string{fmt.Sprintf("error: %s: %s", d.Code, d.Message)}
+	if !d.HasStatusDetails {
+		lines = append(lines, "  (no grpc-status-details-bin trailer)")
+	}
+	return append(lines, d.describe()...)
 }
 
 // goTimeLayout is Go's time.Time String() format, in which KGeN sends session_start_time
