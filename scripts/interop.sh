@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Interop check: the gateway's contract, driven by real generated clients in Python, Node.js, Go, Java, C++ and
-# Rust.
+# Rust over gRPC, and by connect-go and connect-es over the Connect protocol (HTTP/1.1 and HTTP/2).
 #
 #   scripts/interop.sh [--binary target/release/kgen-gateway]
 #
@@ -17,6 +17,10 @@
 #     ~/.m2; then `java -cp` runs io.kgen.gateway.example.Interop),
 #   - examples/cpp/run-interop.sh (Debian's gRPC 1.51 and protobuf 3.21 installed by scripts/install-cpp-deps.sh,
 #     a no-op when present; built by examples/cpp/build.sh with CMake and Ninja in examples/cpp/build),
+#   - examples/go's connect-interop program (connect-go; `examples/go/run-connect-interop.sh --build-only`, the same
+#     module, stubs and caches as the grpc-go program, plus the pinned protoc-gen-connect-go of tools/go),
+#   - examples/connect-node/interop.js (connect-es, @connectrpc/connect-node; `run-interop.sh --build-only`: `npm ci`
+#     with its cache in examples/connect-node/.npm-cache, then protoc-gen-es stubs into examples/connect-node/gen),
 #   - the Rust example twice: the success path, and a CreateSessions batch of three user ids, one invalid
 #     (`cargo run --locked --example create_session`; needs the `[[example]] name = "create_session"` entry in
 #     Cargo.toml; INTEROP_SKIP_RUST=1 skips it).
@@ -110,6 +114,12 @@ say "go: stubs, go mod download, go build (examples/go/run-interop.sh --build-on
 say "cpp: scripts/install-cpp-deps.sh, cmake -G Ninja, build (examples/cpp/build.sh)"
 "$cpp_dir/build.sh"
 
+say "connect-go: stubs, go build (examples/go/run-connect-interop.sh --build-only)"
+"$root/examples/go/run-connect-interop.sh" --build-only
+
+say "connect-es: npm ci, stubs (examples/connect-node/run-interop.sh --build-only)"
+"$root/examples/connect-node/run-interop.sh" --build-only
+
 say "start kgen-gateway --sandbox"
 # A clean environment for the gateway's own settings: every KGEN_* variable it could read is dropped.
 unset_kgen=()
@@ -157,6 +167,13 @@ run_suite java "$java_dir/run-interop.sh" --target "$addr" --user-id "interop-ja
 
 say "cpp interop"
 run_suite cpp "$cpp_dir/run-interop.sh" --target "$addr" --user-id "interop-cpp-$suffix"
+
+say "connect-go interop (Connect protocol, HTTP/1.1 and h2c)"
+run_suite connect-go "$root/examples/go/bin/connect-interop" --target "$addr" --user-id "interop-connect-go-$suffix"
+
+say "connect-es interop (Connect protocol, HTTP/1.1 and h2c)"
+run_suite connect-es node "$root/examples/connect-node/interop.js" --target "$addr" \
+  --user-id "interop-connect-es-$suffix"
 
 if [ "$skip_rust" = 1 ]; then
   say "rust example: skipped (INTEROP_SKIP_RUST=1)"
