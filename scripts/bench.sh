@@ -4,7 +4,9 @@
 # `loadgen` example against each: direct (REST to the upstream), gateway (gRPC through kgen-gateway), echo (tonic
 # alone). Prints each scenario's throughput, latency percentiles, errors and CPU time per call of every process.
 # Usage: scripts/bench.sh [--duration 10] [--concurrency 64] [--rate N] [--upstream-h2c] [--worker-threads N]
-#                         [--log-level info]
+#                         [--log-level info] [--gateway-flag FLAG]...
+# --gateway-flag passes one more argument to the gateway (repeatable), e.g. `--gateway-flag --connect=false` to
+# measure native gRPC without the Connect protocol in front of it.
 # --worker-threads N gives every Rust process (upstream stand-in, gateway, echo floor, loadgen) N runtime threads
 # (default: tokio's, one per CPU). --log-level is the gateway's RUST_LOG (default info, its production default; to a
 # filter that would hide its INFO 'serving gRPC' line, with the address it listens on, its start-up targets at info
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
     --upstream-h2c) gateway_flags+=(--upstream-http2-prior-knowledge); shift ;;
     --worker-threads) workers=(--worker-threads "$2"); export TOKIO_WORKER_THREADS=$2; shift 2 ;;
     --log-level) log_level=$2; shift 2 ;;
+    --gateway-flag) gateway_flags+=("$2"); shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -49,7 +52,7 @@ start_bg echo "$target/examples/echo_floor" 127.0.0.1:0
 echo_floor=$started_pid
 echo_addr=$(wait_announced echo 'echo_floor listening' "$echo_floor")
 
-echo "== gateway RUST_LOG=$gateway_filter, worker threads: ${TOKIO_WORKER_THREADS:-one per CPU}"
+echo "== gateway RUST_LOG=$gateway_filter, worker threads: ${TOKIO_WORKER_THREADS:-one per CPU}, flags: ${gateway_flags[*]:-none}"
 echo "== RSS idle: gateway $(rss_kib "$gateway") KiB"
 common=(--duration "$duration" --concurrency "$concurrency" "${rate[@]}")
 echo "== direct: REST/JSON straight to the upstream stand-in"

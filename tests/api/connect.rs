@@ -783,3 +783,27 @@ async fn over_http1_a_refused_request_leaves_the_connection_usable_for_the_next_
         );
     }
 }
+
+#[tokio::test]
+async fn a_body_that_stalls_is_answered_deadline_exceeded_after_the_request_body_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (app, kgen) = gateway(&["--request-body-timeout", "300ms"]).await;
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+
+    // 100 bytes announced, 10 sent, then nothing.
+    let head = format!(
+        "POST {CREATE_SESSION} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"user_id\""
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = bounded("an answer to the stalled body", tcp.read(&mut answer))
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains(r#""code":"deadline_exceeded""#), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    assert!(kgen.received().is_empty());
+}
