@@ -5,7 +5,7 @@
 # is needed. Written:
 #   gen/kgen/session/v1/session_pb.{js,d.ts}   the contract: its messages and SessionService (from ../../proto)
 #   gen/google/rpc/status_pb.{js,d.ts}         google.rpc.Status, which the contract imports (from ../../proto)
-#   gen/google/rpc/error_details_pb.{js,d.ts}  ErrorInfo, RetryInfo, BadRequest, ... (from protos/, vendored)
+#   gen/google/rpc/error_details_pb.{js,d.ts}  ErrorInfo, RetryInfo, BadRequest, ... (from ../node/protos/, vendored there)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -18,5 +18,5 @@ cd "$here"
 rm -rf gen
 export PATH="$here/node_modules/.bin:$PATH"
 buf generate ../../proto --template buf.gen.yaml --path ../../proto/kgen/session/v1/session.proto
-buf generate protos --template buf.gen.yaml --path protos/google/rpc/error_details.proto
+buf generate ../node/protos --template buf.gen.yaml --path ../node/protos/google/rpc/error_details.proto
 echo "generate.sh: stubs written to $here/gen"

@@ -16,7 +16,7 @@ use tonic_types::StatusExt;
 
 use crate::support::{
     app::{settings_for, single_attempt, TestApp, CLIENT_SECRET, CREATE_SESSION},
-    assertions::assert_status,
+    assertions::{assert_one_ok_and_one_invalid_create_session_counted, assert_status},
     fake_kgen::{Answer, FakeKgen},
     upstreams::example_session,
     wait::bounded,
@@ -495,16 +495,5 @@ async fn grpc_web_calls_are_counted_in_the_metrics_and_echo_the_request_id() {
         Some("web-req-1"),
         "the id goes upstream too"
     );
-    let (_, text) = app.admin_get("/metrics").await;
-    let labels = r#"grpc_type="unary",grpc_service="kgen.session.v1.SessionService",grpc_method="CreateSession""#;
-    for series in [
-        format!("grpc_server_started_total{{{labels}}} 2"),
-        format!("grpc_server_handled_total{{{labels},grpc_code=\"OK\"}} 1"),
-        format!("grpc_server_handled_total{{{labels},grpc_code=\"InvalidArgument\"}} 1"),
-    ] {
-        assert!(
-            text.lines().any(|line| line == series),
-            "{series} missing from\n{text}"
-        );
-    }
+    assert_one_ok_and_one_invalid_create_session_counted(&app).await;
 }

@@ -1,9 +1,26 @@
-//! Assertions on the gRPC statuses the gateway answers with.
+//! Assertions on the gRPC statuses the gateway answers with, and on the calls its metrics count.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::app::CLIENT_SECRET;
+use super::app::{TestApp, CLIENT_SECRET};
+
+/// Asserts the gateway's `/metrics` count two `CreateSession` calls under the gRPC method labels, whatever protocol
+/// carried them: one answered `OK`, one `InvalidArgument`.
+pub async fn assert_one_ok_and_one_invalid_create_session_counted(app: &TestApp) {
+    let (_, text) = app.admin_get("/metrics").await;
+    let labels = r#"grpc_type="unary",grpc_service="kgen.session.v1.SessionService",grpc_method="CreateSession""#;
+    for series in [
+        format!("grpc_server_started_total{{{labels}}} 2"),
+        format!("grpc_server_handled_total{{{labels},grpc_code=\"OK\"}} 1"),
+        format!("grpc_server_handled_total{{{labels},grpc_code=\"InvalidArgument\"}} 1"),
+    ] {
+        assert!(
+            text.lines().any(|line| line == series),
+            "{series} missing from\n{text}"
+        );
+    }
+}
 
 /// Asserts `status` has `code` and an `ErrorInfo` with `reason` in our domain; returns its details.
 #[track_caller]
