@@ -255,7 +255,8 @@ impl Application {
             max_request_size: self.server.max_request_size,
             body_timeout: self.server.request_limits.body_timeout,
         });
-        let service = grpc::Connect::new(service, connect).map_err(StartupError::Connect)?;
+        let service = grpc::Connect::new(service, connect, self.metrics.clone())
+            .map_err(StartupError::Connect)?;
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1().timer(TokioTimer::new());

@@ -21,7 +21,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use base64::{engine::general_purpose::STANDARD_NO_PAD, Engine as _};
@@ -39,7 +39,7 @@ use super::{
     correlation::ensure_request_id,
     web::{is_grpc_web, is_native_grpc},
 };
-use crate::{proto, support::headers};
+use crate::{observability::Metrics, proto, support::headers};
 
 /// Connect (`--connect`): the bounds on a Connect request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +105,8 @@ fn connect_type(headers: &HeaderMap) -> Option<ConnectType> {
 struct Shared {
     settings: ConnectSettings,
     pool: DescriptorPool,
+    /// Where the calls Connect refuses itself are counted, as the native stack counts the calls it serves.
+    metrics: Arc<Metrics>,
 }
 
 // === impl Connect ===
@@ -119,7 +121,11 @@ pub struct Connect<S> {
 
 impl<S> Connect<S> {
     /// Serves Connect in front of `inner` when `settings` is set; otherwise passes every request on.
-    pub fn new(inner: S, settings: Option<ConnectSettings>) -> Result<Self, String> {
+    pub fn new(
+        inner: S,
+        settings: Option<ConnectSettings>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         let shared = match settings {
             None => None,
             Some(settings) => {
@@ -139,7 +145,11 @@ impl<S> Connect<S> {
                             .map_err(|e| format!("google.rpc's descriptor set: {e}"))?;
                     }
                 }
-                Some(Arc::new(Shared { settings, pool }))
+                Some(Arc::new(Shared {
+                    settings,
+                    pool,
+                    metrics,
+                }))
             }
         };
         Ok(Self { inner, shared })
@@ -286,7 +296,12 @@ where
             codec,
             streaming: true,
         }) => {
+            let started = Instant::now();
+            let uri = request.uri().clone();
             drain_http1(request, shared.settings).await;
+            shared
+                .metrics
+                .refused_call(uri.path(), Code::Unimplemented, started);
             stream_error(
                 codec,
                 &ConnectError::new(
@@ -338,9 +353,15 @@ where
     ResBody::Error: Into<BoxError>,
 {
     let gzip_answer = accepts_gzip(request.headers());
+    let (started, uri) = (Instant::now(), request.uri().clone());
     let (mut headers, answer) = match call(&mut inner, shared, codec, request).await {
         Ok(answer) => answer,
-        Err(error) => (HeaderMap::new(), Err(error)),
+        Err(refused) => {
+            shared
+                .metrics
+                .refused_call(uri.path(), refused.code, started);
+            (HeaderMap::new(), Err(refused))
+        }
     };
     let answer = match answer {
         Ok(body) if gzip_answer => gzip(&body).map(|body| (body, true)),
@@ -376,6 +397,7 @@ where
 }
 
 /// The answer's headers (the gRPC answer's metadata, its trailers prefixed `trailer-`) and its message or error.
+/// `call` returns it once the native stack has the call; its own `Err` is a refusal made before that.
 type Answer = (HeaderMap, Result<Bytes, ConnectError>);
 
 async fn call<S, B, ResBody>(
@@ -453,13 +475,18 @@ where
 
     let Ok(response) = inner.call(request).await;
     let (parts, body) = response.into_parts();
-    let collected = body.collect().await.map_err(|error| {
-        let error: BoxError = error.into();
-        match error.downcast::<Status>() {
-            Ok(status) => ConnectError::from(*status),
-            Err(error) => ConnectError::new(Code::Internal, error.to_string()),
+    // From here on the native stack has counted the call: its failures are answers, not refusals.
+    let collected = match body.collect().await {
+        Ok(collected) => collected,
+        Err(error) => {
+            let error: BoxError = error.into();
+            let error = match error.downcast::<Status>() {
+                Ok(status) => ConnectError::from(*status),
+                Err(error) => ConnectError::new(Code::Internal, error.to_string()),
+            };
+            return Ok((HeaderMap::new(), Err(error)));
         }
-    })?;
+    };
     let trailers = collected.trailers().cloned().unwrap_or_default();
     let data = collected.to_bytes();
     let mut headers = HeaderMap::new();
@@ -949,6 +976,7 @@ mod tests {
                 max_request_size: 1024,
                 body_timeout: Duration::from_secs(1),
             }),
+            Arc::new(Metrics::new()),
         )
         .unwrap();
         let pool = &connect.shared.as_ref().unwrap().pool;

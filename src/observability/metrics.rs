@@ -382,6 +382,20 @@ impl Metrics {
     }
 
     /// The gauge of partly received request bytes held.
+    /// Counts a call that a protocol in front of the native stack (Connect) answered itself, before the call reached
+    /// the stack (a body that is not the method's message, too large, too slow; an unknown method; a stream), as
+    /// the stack counts its own: started, then handled with `code`, under the path's method labels.
+    pub fn refused_call(self: &Arc<Self>, path: &str, code: Code, started: Instant) {
+        let labels = method_labels(path);
+        self.started.get_or_create(&labels).inc();
+        Recorder {
+            metrics: Some(self.clone()),
+            labels,
+            started,
+        }
+        .finish(code);
+    }
+
     pub fn request_buffered_bytes(&self) -> Gauge {
         self.request_buffered_bytes.clone()
     }

@@ -797,3 +797,45 @@ async fn a_body_that_stalls_is_answered_deadline_exceeded_after_the_request_body
     assert!(started.elapsed() >= std::time::Duration::from_millis(250));
     assert!(kgen.received().is_empty());
 }
+
+#[tokio::test]
+async fn calls_connect_refuses_itself_are_counted_as_the_native_stack_counts_its_own() {
+    let (app, kgen) = gateway(&["--max-request-size", "1KiB"]).await;
+
+    post(&http1(), &app, CREATE_SESSION, "application/json", "{", &[]).await;
+    let big = json!({ "user_id": "x".repeat(2048) }).to_string();
+    post(&http1(), &app, CREATE_SESSION, "application/json", big, &[]).await;
+    post(
+        &h2c(),
+        &app,
+        "/kgen.session.v1.SessionService/CreateSessions",
+        "application/connect+json",
+        "",
+        &[],
+    )
+    .await;
+    post(
+        &http1(),
+        &app,
+        "/kgen.session.v1.SessionService/Nope",
+        "application/json",
+        "{}",
+        &[],
+    )
+    .await;
+    // A content type nobody speaks is no call, over gRPC as over Connect.
+    post(&http1(), &app, CREATE_SESSION, "text/plain", "{}", &[]).await;
+
+    assert!(kgen.received().is_empty());
+    let (_, text) = app.admin_get("/metrics").await;
+    let service = r#"grpc_service="kgen.session.v1.SessionService""#;
+    for series in [
+        format!(r#"grpc_server_started_total{{grpc_type="unary",{service},grpc_method="CreateSession"}} 2"#),
+        format!(r#"grpc_server_handled_total{{grpc_type="unary",{service},grpc_method="CreateSession",grpc_code="InvalidArgument"}} 1"#),
+        format!(r#"grpc_server_handled_total{{grpc_type="unary",{service},grpc_method="CreateSession",grpc_code="ResourceExhausted"}} 1"#),
+        format!(r#"grpc_server_handled_total{{grpc_type="bidi_stream",{service},grpc_method="CreateSessions",grpc_code="Unimplemented"}} 1"#),
+        r#"grpc_server_handled_total{grpc_type="unary",grpc_service="unknown",grpc_method="unknown",grpc_code="Unimplemented"} 1"#.to_owned(),
+    ] {
+        assert!(text.lines().any(|line| line == series), "{series} missing from\n{text}");
+    }
+}
