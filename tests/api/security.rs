@@ -387,3 +387,53 @@ async fn a_refused_tls_handshake_is_one_warning_naming_the_peer_and_the_reason_a
         );
     }
 }
+
+#[tokio::test]
+async fn connect_calls_are_served_over_tls_on_http1_and_h2_as_alpn_chooses() {
+    let (kgen, pki, scratch) = (example_kgen().await, pki(), Scratch::new("tls-connect"));
+    let cert = scratch.write("tls.crt", &pki.server_cert);
+    let key = scratch.write("tls.key", &pki.server_key);
+    let app = TestApp::spawn(settings_from(&[
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &kgen.url(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]))
+    .await;
+    let client = |http1: bool| {
+        let builder = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+            .resolve("localhost", app.addr);
+        if http1 { builder.http1_only() } else { builder }
+            .build()
+            .unwrap()
+    };
+
+    for (http1, version) in [
+        (true, reqwest::Version::HTTP_11),
+        (false, reqwest::Version::HTTP_2),
+    ] {
+        let answer = bounded(
+            "a Connect answer over TLS",
+            client(http1)
+                .post(format!(
+                    "https://localhost:{}/kgen.session.v1.SessionService/CreateSession",
+                    app.addr.port()
+                ))
+                .header("content-type", "application/json")
+                .body(json!({ "user_id": "FTC_User1" }).to_string())
+                .send(),
+        )
+        .await
+        .expect("a TLS connection");
+
+        assert_eq!(answer.version(), version);
+        assert_eq!(answer.status(), 200);
+        let session: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(session["userId"], "FTC_User1");
+    }
+}
