@@ -71,9 +71,10 @@ pub enum StartupError {
     /// Server reflection could not load the descriptor sets.
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The listener is unusable.
+    /// The Connect protocol's descriptors could not be loaded.
     #[error("Connect protocol: {0}")]
     Connect(String),
+    /// The listener is unusable.
     #[error("listener: {0}")]
     Listener(std::io::Error),
 }
@@ -412,8 +413,8 @@ async fn all_closed_within(connections: &mut JoinSet<()>, limit: Duration) -> bo
 
 /// Serves one client connection (after its TLS handshake, when the port serves TLS) until it ends. `S` is the
 /// gRPC port's service: metrics, then request ids, then the request limits and the routes, with gRPC-Web and CORS
-/// in front when enabled (see [`GrpcPort`]) and Connect in front of that; generic because the health and reflection services inside the routes
-/// have types that cannot be named.
+/// in front when enabled (see [`GrpcPort`]) and Connect in front of that; generic because the health and reflection
+/// services inside the routes have types that cannot be named.
 async fn serve_connection<S, B>(
     http: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,

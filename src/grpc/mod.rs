@@ -1,6 +1,7 @@
 //! Everything that knows gRPC, tonic and HTTP: the session service and its batch RPCs, the one edge from errors to
 //! statuses, the access log, caller authentication, the request metadata (deadline, correlation, tenant), the
-//! limits on request bodies, gRPC-Web with its CORS policy, the Connect protocol's unary calls, and TLS for the gRPC port.
+//! limits on request bodies, gRPC-Web with its CORS policy, the Connect protocol's unary calls, and TLS for the
+//! gRPC port.
 
 mod access;
 mod auth;

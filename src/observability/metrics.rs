@@ -381,7 +381,6 @@ impl Metrics {
         }
     }
 
-    /// The gauge of partly received request bytes held.
     /// Counts a call that a protocol in front of the native stack (Connect) answered itself, before the call reached
     /// the stack (a body that is not the method's message, too large, too slow; an unknown method; a stream), as
     /// the stack counts its own: started, then handled with `code`, under the path's method labels.
@@ -396,6 +395,7 @@ impl Metrics {
         .finish(code);
     }
 
+    /// The gauge of partly received request bytes held.
     pub fn request_buffered_bytes(&self) -> Gauge {
         self.request_buffered_bytes.clone()
     }
