@@ -334,8 +334,7 @@ where
     if request.version() >= http::Version::HTTP_2 {
         return;
     }
-    let limited = Limited::new(request.into_body(), settings.max_request_size);
-    let _unread = tokio::time::timeout(settings.body_timeout, limited.collect()).await;
+    let _dropped = read_body(request.into_body(), settings).await;
 }
 
 /// A unary call: translated, served by the native stack, its answer translated back.

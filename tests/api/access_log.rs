@@ -17,6 +17,8 @@ use crate::support::{
 };
 
 const ACCESS: &str = "kgen_gateway::access";
+/// Only warnings but the start-up and access lines: RUST_LOG routes the access lines by their target.
+const ACCESS_LINES_ONLY: &str = "warn,kgen_gateway::app=info,kgen_gateway::access=info";
 
 /// The gateway binary (JSON logs unless `text`) in front of `kgen`, one upstream attempt per call, with `extra`
 /// arguments and `RUST_LOG=rust_log`.
@@ -101,14 +103,7 @@ fn assert_from_loopback(line: &Value) {
 #[tokio::test]
 async fn with_the_access_log_each_finished_rpc_logs_one_line_with_every_field() {
     let kgen = example_kgen().await;
-    // Only warnings but the start-up and access lines: RUST_LOG routes the access lines by their target.
-    let gateway = gateway(
-        &kgen,
-        &["--access-log"],
-        "warn,kgen_gateway::app=info,kgen_gateway::access=info",
-        false,
-    )
-    .await;
+    let gateway = gateway(&kgen, &["--access-log"], ACCESS_LINES_ONLY, false).await;
     let mut client = client(&gateway).await;
 
     call(&mut client, "good-user", "req-ok").await.expect("ok");
@@ -180,13 +175,7 @@ async fn with_the_access_log_each_finished_rpc_logs_one_line_with_every_field() 
 #[tokio::test]
 async fn a_connect_call_logs_the_same_access_line_as_a_grpc_call() {
     let kgen = example_kgen().await;
-    let gateway = gateway(
-        &kgen,
-        &["--access-log"],
-        "warn,kgen_gateway::app=info,kgen_gateway::access=info",
-        false,
-    )
-    .await;
+    let gateway = gateway(&kgen, &["--access-log"], ACCESS_LINES_ONLY, false).await;
     let client = reqwest::Client::builder().http1_only().build().unwrap();
 
     let answer = bounded(

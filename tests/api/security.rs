@@ -52,6 +52,26 @@ fn pki() -> Pki {
     }
 }
 
+/// A gateway in front of `kgen` serving TLS with `pki`'s server certificate (written into `scratch`), plus `extra`
+/// arguments.
+async fn tls_gateway(kgen: &FakeKgen, pki: &Pki, scratch: &Scratch, extra: &[&str]) -> TestApp {
+    let cert = scratch.write("tls.crt", &pki.server_cert);
+    let key = scratch.write("tls.key", &pki.server_key);
+    let url = kgen.url();
+    let mut args = vec![
+        "--client-id",
+        CLIENT_ID,
+        "--upstream-url",
+        &url,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    TestApp::spawn(settings_from(&args)).await
+}
+
 async fn tls_client(
     app: &TestApp,
     pki: &Pki,
@@ -72,19 +92,7 @@ async fn tls_client(
 #[tokio::test]
 async fn the_gateway_serves_grpc_over_tls() {
     let (kgen, pki, scratch) = (example_kgen().await, pki(), Scratch::new("tls"));
-    let cert = scratch.write("tls.crt", &pki.server_cert);
-    let key = scratch.write("tls.key", &pki.server_key);
-    let settings = settings_from(&[
-        "--client-id",
-        CLIENT_ID,
-        "--upstream-url",
-        &kgen.url(),
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
-    let app = TestApp::spawn(settings).await;
+    let app = tls_gateway(&kgen, &pki, &scratch, &[]).await;
 
     let channel = tls_client(&app, &pki, false).await.expect("TLS handshake");
     let session = SessionServiceClient::new(channel)
@@ -103,22 +111,14 @@ async fn the_gateway_serves_grpc_over_tls() {
 #[tokio::test]
 async fn with_a_client_ca_only_callers_presenting_a_certificate_get_in() {
     let (kgen, pki, scratch) = (example_kgen().await, pki(), Scratch::new("mtls"));
-    let cert = scratch.write("tls.crt", &pki.server_cert);
-    let key = scratch.write("tls.key", &pki.server_key);
     let ca = scratch.write("client-ca.crt", &pki.ca_pem);
-    let settings = settings_from(&[
-        "--client-id",
-        CLIENT_ID,
-        "--upstream-url",
-        &kgen.url(),
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--tls-client-ca",
-        ca.to_str().unwrap(),
-    ]);
-    let app = TestApp::spawn(settings).await;
+    let app = tls_gateway(
+        &kgen,
+        &pki,
+        &scratch,
+        &["--tls-client-ca", ca.to_str().unwrap()],
+    )
+    .await;
 
     let anonymous = match tls_client(&app, &pki, false).await {
         Err(_) => None,
@@ -391,19 +391,7 @@ async fn a_refused_tls_handshake_is_one_warning_naming_the_peer_and_the_reason_a
 #[tokio::test]
 async fn connect_calls_are_served_over_tls_on_http1_and_h2_as_alpn_chooses() {
     let (kgen, pki, scratch) = (example_kgen().await, pki(), Scratch::new("tls-connect"));
-    let cert = scratch.write("tls.crt", &pki.server_cert);
-    let key = scratch.write("tls.key", &pki.server_key);
-    let app = TestApp::spawn(settings_from(&[
-        "--client-id",
-        CLIENT_ID,
-        "--upstream-url",
-        &kgen.url(),
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]))
-    .await;
+    let app = tls_gateway(&kgen, &pki, &scratch, &[]).await;
     let client = |http1: bool| {
         let builder = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
